@@ -1,0 +1,1 @@
+"""modeldeploy's Kubernetes operator."""

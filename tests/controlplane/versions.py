@@ -1,0 +1,9 @@
+"""Pinned versions of the control-plane binaries; the binary cache is keyed by them."""
+
+KUBERNETES_VERSION = "v1.37.2"
+# The staging modules (k8s.io/api, k8s.io/client-go, ...) are published as v0.<minor>.<patch>.
+KUBERNETES_STAGING_VERSION = "v0." + KUBERNETES_VERSION.removeprefix("v1.")
+KWOK_VERSION = "v0.8.0"
+HELM_VERSION = "v3.22.0"
+
+KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
