@@ -10,7 +10,8 @@ CLUSTER ?= local
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 export MODELDEPLOY_CLUSTER_DIR ?= $(CLUSTER_DIR)
 KUBECTL := $(VENV)/bin/kubectl --kubeconfig $(MODELDEPLOY_CLUSTER_DIR)/kubeconfig
-LINT_PATHS := operator/src runtime/src tests bench
+# bench/ joins once it holds Python files.
+LINT_PATHS := operator/src runtime/src tests $(if $(wildcard bench/*.py),bench)
 
 .PHONY: help venv lock binaries cluster-up cluster-down dev test test-fast lint format images bench clean
 
