@@ -142,14 +142,29 @@ def _build_kubernetes(workdir: Path) -> None:
         _install(out / command, command)
 
 
-def _go_install(module_package: str, version: str, name: str, workdir: Path) -> None:
+def _go_install(module_package: str, version: str, name: str, workdir: Path, ldflags: str = "") -> None:
     gobin = workdir / "gobin"
     _go(
-        ["install", "-trimpath", "-ldflags", "-s -w", f"{module_package}@{version}"],
+        ["install", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip(), f"{module_package}@{version}"],
         workdir,
         {"GOBIN": str(gobin)},
     )
     _install(gobin / name, name)
+
+
+def _build_helm(workdir: Path) -> None:
+    """helm, stamped like its own Makefile does: its version and the Kubernetes minor it was built for
+    (otherwise ``helm template`` assumes Kubernetes 1.20 and charts with a kubeVersion fail)."""
+    download = json.loads(_go(["mod", "download", "-json", f"helm.sh/helm/v3@{HELM_VERSION}"], workdir))
+    found = re.search(r"k8s\.io/client-go v0\.(\d+)\.", Path(download["GoMod"]).read_text())
+    if found is None:
+        raise AssetError("helm's go.mod names no k8s.io/client-go version")
+    stamps = [f"helm.sh/helm/v3/internal/version.version={HELM_VERSION}"]
+    for package in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+        stamps += [f"{package}.k8sVersionMajor=1", f"{package}.k8sVersionMinor={found.group(1)}"]
+    _go_install(
+        "helm.sh/helm/v3/cmd/helm", HELM_VERSION, "helm", workdir, " ".join(f"-X {s}" for s in stamps)
+    )
 
 
 # kwok's own stage definitions (from its module): Nodes become Ready and keep their lease,
@@ -205,7 +220,7 @@ def build_missing() -> None:
     if "kwok" in missing:
         steps.append(("kwok", _build_kwok))
     if "helm" in missing:
-        steps.append(("helm", lambda w: _go_install("helm.sh/helm/v3/cmd/helm", HELM_VERSION, "helm", w)))
+        steps.append(("helm", _build_helm))
     for label, step in steps:
         step_started = time.monotonic()
         _log(f"building {label} (first time on this machine; takes several minutes) ...")

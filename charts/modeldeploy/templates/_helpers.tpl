@@ -1,0 +1,54 @@
+{{- define "modeldeploy.fullname" -}}
+{{- printf "%s-operator" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "modeldeploy.labels" -}}
+app.kubernetes.io/name: modeldeploy-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: modeldeploy
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "modeldeploy.selectorLabels" -}}
+app.kubernetes.io/name: modeldeploy-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* The operator's permissions, shared by the ClusterRole and the per-namespace Roles. */}}
+{{- define "modeldeploy.rules" -}}
+# Watch ModelDeployments and record kopf's progress/diff-base annotations on them.
+- apiGroups: ["modeldeploy.io"]
+  resources: ["modeldeployments"]
+  verbs: ["get", "list", "watch", "patch"]
+# Write Ready/Progressing/Degraded conditions and observedGeneration.
+- apiGroups: ["modeldeploy.io"]
+  resources: ["modeldeployments/status"]
+  verbs: ["get", "patch"]
+# The runtime Deployment: server-side applied, watched for drift and rollout status.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# Pods are only read, to tell a crash-looping model (Degraded) from a slow rollout.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# The model Service: server-side applied and watched for drift.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# The hashed-keys Secret and one Secret per client: written, watched for drift and deletion (deleting a client Secret rotates its key).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The ServiceMonitor per ModelDeployment; deleted when monitoring is disabled.
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["servicemonitors"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Events for meaningful transitions (Ready, rollout done, model failed to load, monitoring skipped).
+- apiGroups: ["", "events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
