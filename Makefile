@@ -16,7 +16,7 @@ KUBECTL := $(VENV)/bin/kubectl --kubeconfig $(MODELDEPLOY_CLUSTER_DIR)/kubeconfi
 # bench/ joins once it holds Python files.
 LINT_PATHS := operator/src runtime/src tests $(if $(wildcard bench/*.py),bench)
 
-.PHONY: help venv lock binaries cluster-up cluster-down dev test test-fast lint format images clean
+.PHONY: help venv lock binaries cluster-up cluster-down dev test test-fast lint format images kind-e2e clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ images: ## build both images with Docker (skipped, with a message, when no Docke
 	fi; \
 	docker build -f Dockerfile.operator -t $(OPERATOR_IMAGE) . && \
 	docker build -f Dockerfile.runtime -t $(RUNTIME_IMAGE) .
+
+kind-e2e: venv binaries ## end-to-end on kind: images, helm install, predict, version bump (needs Docker)
+	@bash tests/kind/e2e.sh
 
 clean: cluster-down ## remove the virtualenv and build outputs (the binary cache stays)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
