@@ -34,6 +34,10 @@ class ClusterError(RuntimeError):
     """The control plane could not be started; the message names the component and its log."""
 
 
+class KubectlError(RuntimeError):
+    """A kubectl call failed; the message carries kubectl's stderr."""
+
+
 @dataclass
 class ClusterState:
     directory: str
@@ -123,8 +127,12 @@ def _pid_is_ours(pid: int, name: str) -> bool:
 def kubectl(
     kubeconfig: str, *args: str, check: bool = True, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """Run kubectl against ``kubeconfig``; with ``check``, a failure raises with kubectl's own message."""
     command = [str(require_binary("kubectl")), "--kubeconfig", kubeconfig, *args]
-    return subprocess.run(command, input=stdin, capture_output=True, text=True, check=check, timeout=120)
+    result = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False, timeout=300)
+    if check and result.returncode != 0:
+        raise KubectlError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
 
 
 def _api_ready(kubeconfig: str) -> bool:

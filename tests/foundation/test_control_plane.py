@@ -45,13 +45,13 @@ def test_deployment_pods_become_ready_and_a_template_change_rolls_out(
     def ready_replicas() -> int:
         return int(cluster.get_json("deployment", "web", "-n", namespace)["status"].get("readyReplicas", 0))
 
-    wait_until("2 ready replicas of web", lambda: ready_replicas() == 2)
+    wait_until("2 ready replicas of web", lambda: ready_replicas() == 2, timeout=120)
     pods = cluster.get_json("pods", "-n", namespace, "-l", "app=web")["items"]
     assert {pod["status"]["phase"] for pod in pods} == {"Running"}
     assert all(pod["spec"]["nodeName"].startswith("kwok-node-") for pod in pods)
 
     cluster.apply(_deployment("web", 2, "registry.example/web:2"), "-n", namespace)
-    cluster.kubectl("rollout", "status", "deployment/web", "-n", namespace, "--timeout=60s")
+    cluster.kubectl("rollout", "status", "deployment/web", "-n", namespace, "--timeout=180s")
     replica_sets = cluster.get_json("replicasets", "-n", namespace, "-l", "app=web")["items"]
     assert len(replica_sets) == 2
     images = {
