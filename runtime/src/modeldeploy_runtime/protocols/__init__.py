@@ -1,0 +1,1 @@
+"""HTTP mappings of the data plane: KServe V1 and the Open Inference Protocol (V2)."""

@@ -1,0 +1,50 @@
+"""Turning JSON values into numpy arrays and back, with a 400 for anything unusable."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modeldeploy_runtime.errors import RequestError
+
+DUMP_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def decode_json(body: bytes) -> dict[str, Any]:
+    if not body:
+        raise RequestError(400, "empty request body: expected a JSON object")
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise RequestError(400, f"request body is not valid JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise RequestError(400, f"expected a JSON object, got a JSON {type(document).__name__}")
+    return document
+
+
+def to_array(data: Any, dtype: Any, what: str) -> np.ndarray:
+    """``data`` (nested lists) as an array of ``dtype``; 400 naming ``what`` on failure."""
+    if not isinstance(data, list):
+        raise RequestError(400, f"{what} must be a list, got {type(data).__name__}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # float32 overflow becomes inf, caught by the model check
+            array = np.asarray(data, dtype=dtype)
+    except OverflowError as error:
+        raise RequestError(400, f"{what}: a value is out of range ({error})") from None
+    except (ValueError, TypeError) as error:
+        message = str(error).split(". ")[0]
+        raise RequestError(400, f"{what}: cannot read values as {np.dtype(dtype).name}: {message}") from None
+    if array.dtype == object and dtype is None:
+        raise RequestError(400, f"{what} must hold numbers or strings, nested evenly")
+    return array
+
+
+def to_json_value(array: np.ndarray) -> Any:
+    """Something orjson writes fast: the array itself when numeric, else plain lists."""
+    if array.dtype.kind in "biuf" and array.dtype.itemsize <= 8:
+        return np.ascontiguousarray(array)
+    return array.tolist()

@@ -1,0 +1,123 @@
+"""Reading artifacts from where they are stored: s3://, https:// and local files, as byte chunks.
+
+S3 credentials come from the standard AWS environment variables and files (boto3's chain); an
+S3-compatible store is reached with ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``. HTTPS uses
+the system trust store (``SSL_CERT_FILE`` adds a private CA). Plain http:// is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+CHUNK_BYTES = 1024 * 1024
+HTTP_TIMEOUT_SECONDS = 60.0
+
+
+class StorageError(Exception):
+    """The artifact cannot be read; the message is one line naming the URI."""
+
+
+class ArtifactNotFoundError(StorageError):
+    pass
+
+
+def artifact_basename(uri: str) -> str:
+    """The file name an artifact keeps locally: the last segment of the URI's path."""
+    parts = urlsplit(uri)
+    path = parts.path if parts.scheme else uri
+    name = unquote(path.rstrip("/").rsplit("/", 1)[-1])
+    if not name or name in (".", ".."):
+        raise StorageError(f"{uri}: the URI must end with a file name")
+    return name
+
+
+def _s3_client() -> Any:
+    import boto3  # noqa: PLC0415 - slow to import, and only s3:// needs it
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+    return boto3.client("s3", endpoint_url=endpoint)
+
+
+def _s3_chunks(uri: str) -> Iterator[bytes]:
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - as above
+
+    parts = urlsplit(uri)
+    bucket, key = parts.netloc, parts.path.lstrip("/")
+    if not bucket or not key:
+        raise StorageError(f"{uri}: expected s3://<bucket>/<key>")
+    try:
+        response = _s3_client().get_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if code in ("NoSuchKey", "404", "NotFound"):
+            raise ArtifactNotFoundError(f"{uri}: no such object") from None
+        raise StorageError(
+            f"{uri}: {code or 'error'}: {error.response.get('Error', {}).get('Message', '')}"
+        ) from None
+    except BotoCoreError as error:
+        raise StorageError(f"{uri}: {error}") from None
+    body = response["Body"]
+    try:
+        yield from body.iter_chunks(CHUNK_BYTES)
+    except BotoCoreError as error:
+        raise StorageError(f"{uri}: download interrupted: {error}") from None
+    finally:
+        body.close()
+
+
+def _https_chunks(uri: str) -> Iterator[bytes]:
+    context = ssl.create_default_context()
+    request = urllib.request.Request(uri, headers={"User-Agent": "modeldeploy-runtime"})  # noqa: S310 - https only
+    try:
+        response = urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS, context=context)  # noqa: S310
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            raise ArtifactNotFoundError(f"{uri}: HTTP 404") from None
+        raise StorageError(f"{uri}: HTTP {error.code} {error.reason}") from None
+    except urllib.error.URLError as error:
+        raise StorageError(f"{uri}: {error.reason}") from None
+    except OSError as error:
+        raise StorageError(f"{uri}: {error}") from None
+    with response:
+        try:
+            while chunk := response.read(CHUNK_BYTES):
+                yield chunk
+        except OSError as error:
+            raise StorageError(f"{uri}: download interrupted: {error}") from None
+
+
+def _file_chunks(uri: str) -> Iterator[bytes]:
+    path = Path(unquote(urlsplit(uri).path)) if uri.startswith("file://") else Path(uri)
+    try:
+        with path.open("rb") as source:
+            while chunk := source.read(CHUNK_BYTES):
+                yield chunk
+    except FileNotFoundError:
+        raise ArtifactNotFoundError(f"{uri}: no such file") from None
+    except OSError as error:
+        raise StorageError(f"{uri}: {error.strerror}") from None
+
+
+def read_chunks(uri: str) -> Iterator[bytes]:
+    """The artifact's bytes in chunks; raises StorageError (ArtifactNotFoundError when it is absent)."""
+    scheme = urlsplit(uri).scheme if "://" in uri else ""
+    if scheme == "s3":
+        return _s3_chunks(uri)
+    if scheme == "https":
+        return _https_chunks(uri)
+    if scheme in ("", "file"):
+        return _file_chunks(uri)
+    if scheme == "http":
+        raise StorageError(f"{uri}: plain http:// is refused; use https://")
+    raise StorageError(f"{uri}: unsupported scheme {scheme!r}; expected s3://, https://, file:// or a path")
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith(("s3://", "https://", "http://"))

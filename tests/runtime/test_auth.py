@@ -1,0 +1,146 @@
+"""API keys: accepted and refused requests, and key rotation under load with no failed request."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from modeldeploy_runtime.apikeys import HashedKey, mint_key, render_keys_file
+from tests.runtime.conftest import IRIS_ROW, RuntimeProcess, v2_body, wait_until
+
+
+class SecretMount:
+    """A directory laid out like a mounted Kubernetes Secret: keys.json → ..data/keys.json.
+
+    Kubernetes updates such a mount by writing a new timestamped directory and atomically
+    renaming a fresh ``..data`` symlink over the old one; ``publish`` does the same.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self._generation = 0
+
+    @property
+    def keys_file(self) -> Path:
+        return self.root / "keys.json"
+
+    def publish(self, keys: list[HashedKey]) -> None:
+        self._generation += 1
+        version = self.root / f"..{self._generation:04d}"
+        version.mkdir()
+        (version / "keys.json").write_text(render_keys_file(keys))
+        temporary = self.root / "..data_tmp"
+        os.symlink(version.name, temporary)
+        os.replace(temporary, self.root / "..data")
+        if not self.keys_file.is_symlink():
+            os.symlink("..data/keys.json", self.keys_file)
+
+
+def _status(runtime: RuntimeProcess, headers: dict[str, str]) -> int:
+    return runtime.client.post("/v2/models/iris/infer", json=v2_body([IRIS_ROW]), headers=headers).status_code
+
+
+def test_keys_accepted_and_refused_identically(
+    tmp_path: Path, models: dict[str, Path], start_runtime: Callable[..., RuntimeProcess]
+) -> None:
+    alice, bob, stranger = mint_key("alice"), mint_key("bob"), mint_key("stranger")
+    mount = SecretMount(tmp_path / "apikeys")
+    mount.publish([alice.hashed, bob.hashed])
+    runtime = start_runtime(model_uri=models["iris"], model_name="iris", auth_keys_file=mount.keys_file)
+    assert _status(runtime, {"Authorization": f"Bearer {alice.plaintext}"}) == 200
+    assert _status(runtime, {"X-API-Key": bob.plaintext}) == 200
+    assert runtime.client.get("/v2/models/iris", headers={"X-API-Key": bob.plaintext}).status_code == 200
+
+    wrong_secret = alice.plaintext[:-4] + ("0000" if not alice.plaintext.endswith("0000") else "1111")
+    refusals = [
+        {},
+        {"Authorization": f"Bearer {stranger.plaintext}"},
+        {"Authorization": f"Bearer {wrong_secret}"},
+        {"Authorization": f"Basic {alice.plaintext}"},
+        {"X-API-Key": "not-a-key"},
+    ]
+    bodies = set()
+    for headers in refusals:
+        response = runtime.client.post("/v2/models/iris/infer", json=v2_body([IRIS_ROW]), headers=headers)
+        assert response.status_code == 401, headers
+        bodies.add(response.content)
+    assert bodies == {b'{"error":"missing or invalid API key"}'}
+    assert runtime.client.get("/v2/models/iris").status_code == 401
+    assert runtime.client.post("/v1/models/iris:predict", json={"instances": [IRIS_ROW]}).status_code == 401
+    # Health stays open for the kubelet's probes.
+    assert runtime.client.get("/v2/health/ready").status_code == 200
+    assert runtime.client.get("/v2/health/live").status_code == 200
+    metrics = runtime.metrics()
+    assert 'modeldeploy_auth_failures_total{model="iris",reason="missing"} 4.0' in metrics
+    assert 'modeldeploy_auth_failures_total{model="iris",reason="rejected"} 3.0' in metrics
+    log = runtime.log()
+    assert "API key refused" in log
+    for key in (alice, bob, stranger):
+        assert key.plaintext not in log
+        assert key.plaintext.split("_")[2] not in log
+
+
+def test_key_rotation_under_load_drops_no_request(
+    tmp_path: Path, models: dict[str, Path], start_runtime: Callable[..., RuntimeProcess]
+) -> None:
+    old, new = mint_key("client"), mint_key("client")
+    mount = SecretMount(tmp_path / "apikeys")
+    mount.publish([old.hashed])
+    runtime = start_runtime(
+        model_uri=models["iris"], model_name="iris", auth_keys_file=mount.keys_file, workers=2
+    )
+    current = {"key": old.plaintext}
+    failures: list[str] = []
+    counts = [0]
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=runtime.url, timeout=30.0) as client:
+            deadline = time.monotonic() + 60
+            while not stop.is_set() and time.monotonic() < deadline:
+                key = current["key"]
+                response = client.post(
+                    "/v2/models/iris/infer", json=v2_body([IRIS_ROW]), headers={"X-API-Key": key}
+                )
+                counts[0] += 1
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text}")
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: counts[0] > 50, timeout=20, what="load to start")
+        mount.publish([old.hashed, new.hashed])  # step 1: both keys valid
+        probe = {"Authorization": f"Bearer {new.plaintext}"}
+        # Several successes in a row, so every worker process has seen the new file.
+        wait_until(
+            lambda: all(_status(runtime, probe) == 200 for _ in range(10)),
+            timeout=15,
+            what="the new key to work",
+        )
+        current["key"] = new.plaintext  # step 2: clients move to the new key
+        before = counts[0]
+        wait_until(lambda: counts[0] > before + 50, timeout=20, what="load on the new key")
+        mount.publish([new.hashed])  # step 3: the old key is revoked
+        gone = {"X-API-Key": old.plaintext}
+        wait_until(
+            lambda: all(_status(runtime, gone) == 401 for _ in range(10)),
+            timeout=15,
+            what="the old key to be refused",
+        )
+        before = counts[0]
+        wait_until(lambda: counts[0] > before + 50, timeout=20, what="load after revocation")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert failures == []
+    assert counts[0] > 200
+    assert runtime.process.poll() is None

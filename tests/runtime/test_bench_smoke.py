@@ -1,0 +1,33 @@
+"""A tiny run of bench/runtime_vs_mlserver.py, so the benchmark cannot silently rot.
+
+MLServer takes part when its virtualenv (``.venv-bench/``) exists; otherwise the runtime alone.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.runtime.conftest import REPO, runtime_env
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_run() -> None:
+    mlserver = REPO / ".venv-bench" / "bin" / "mlserver"
+    flags = ["--smoke", "--models", "logreg"] + ([] if mlserver.exists() else ["--skip-mlserver"])
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "runtime_vs_mlserver.py"), *flags],
+        cwd=REPO,
+        env=runtime_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "| logreg | 1 | runtime(w=1) |" in result.stdout
+    assert "start → ready" in result.stdout
+    if mlserver.exists():
+        assert "mlserver(pw=0)" in result.stdout

@@ -1,0 +1,68 @@
+"""The data plane in-process: micro-batching, and one bad request never failing its neighbours."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modeldeploy_runtime.dataplane import DataPlane
+from modeldeploy_runtime.model import PREDICT, PREDICT_PROBA, InputError, load_model
+from tests.runtime.conftest import IRIS_ROW
+
+
+def _iris_dataplane(path: Path, batches: list[int]) -> DataPlane:
+    model = load_model(
+        path, name="iris", version="v1", model_format="joblib", expected_sha256=None, trusted_types=[]
+    )
+    return DataPlane(
+        model, batch_max_size=64, batch_max_delay_ms=2.0, on_batch=lambda rows, _: batches.append(rows)
+    )
+
+
+def test_concurrent_requests_are_batched_and_a_bad_one_fails_alone(models: dict[str, Path]) -> None:
+    batches: list[int] = []
+    dataplane = _iris_dataplane(models["iris"], batches)
+
+    async def scenario() -> list[dict[str, np.ndarray] | BaseException]:
+        await dataplane.start()
+        good = np.asarray([IRIS_ROW])
+        bad = np.asarray([["a", "b", "c", "d"]], dtype=object)  # passes the shape check, fails in the model
+        calls = [dataplane.infer(good, frozenset((PREDICT,))) for _ in range(20)]
+        calls.insert(7, dataplane.infer(bad, frozenset((PREDICT,))))
+        calls.append(dataplane.infer(np.asarray([IRIS_ROW] * 3), frozenset((PREDICT, PREDICT_PROBA))))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        await dataplane.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    assert isinstance(results[7], InputError)
+    assert "the model rejected the input" in str(results[7])
+    good = [result for index, result in enumerate(results) if index != 7]
+    assert all(isinstance(result, dict) for result in good)
+    assert all(result[PREDICT].tolist() == [0] for result in good[:-1] if isinstance(result, dict))
+    last = good[-1]
+    assert isinstance(last, dict)
+    assert last[PREDICT_PROBA].shape == (3, 3)
+    assert max(batches) > 1  # requests queued together were predicted together
+    assert sum(batches) == 20 + 3  # every good row once (the batch with the bad one was redone one by one)
+
+
+def test_shape_and_output_errors_are_raised_before_queueing(models: dict[str, Path]) -> None:
+    dataplane = _iris_dataplane(models["iris"], [])
+
+    async def scenario() -> None:
+        await dataplane.start()
+        try:
+            with pytest.raises(InputError, match="expected 4 features per row, got 2"):
+                await dataplane.infer(np.zeros((1, 2)), frozenset((PREDICT,)))
+            with pytest.raises(InputError, match="unknown output 'transform'"):
+                await dataplane.infer(np.zeros((1, 4)), frozenset(("transform",)))
+            with pytest.raises(InputError, match="NaN or infinity"):
+                await dataplane.infer(np.asarray([[np.inf, 0, 0, 0]]), frozenset((PREDICT,)))
+        finally:
+            await dataplane.stop()
+
+    asyncio.run(scenario())
