@@ -16,7 +16,7 @@ KUBECTL := $(VENV)/bin/kubectl --kubeconfig $(MODELDEPLOY_CLUSTER_DIR)/kubeconfi
 # bench/ joins once it holds Python files.
 LINT_PATHS := operator/src runtime/src tests $(if $(wildcard bench/*.py),bench)
 
-.PHONY: help venv lock binaries cluster-up cluster-down dev test test-fast lint format images kind-e2e clean
+.PHONY: help venv lock binaries cluster-up cluster-down dev test test-fast lint format images chart-crds kind-e2e clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -64,7 +64,7 @@ format: venv ## apply ruff fixes and formatting
 dev: cluster-up ## run the operator on the local control plane and apply the examples
 	$(KUBECTL) apply --server-side -f crds/
 	$(KUBECTL) wait --for condition=Established --timeout=60s -f crds/
-	@echo "The ModelDeployment API is installed; the operator is not built yet (issue: operator core)."
+	$(PY) -m tests.contract.dev
 
 images: ## build both images with Docker (skipped, with a message, when no Docker daemon runs)
 	@if ! docker info >/dev/null 2>&1; then \
@@ -73,6 +73,9 @@ images: ## build both images with Docker (skipped, with a message, when no Docke
 	fi; \
 	docker build -f Dockerfile.operator -t $(OPERATOR_IMAGE) . && \
 	docker build -f Dockerfile.runtime -t $(RUNTIME_IMAGE) .
+
+chart-crds: ## copy crds/ into the Helm chart (a test fails when the two differ)
+	rm -f charts/modeldeploy/crds/*.yaml && cp crds/*.yaml charts/modeldeploy/crds/
 
 kind-e2e: venv binaries ## end-to-end on kind: images, helm install, predict, version bump (needs Docker)
 	@bash tests/kind/e2e.sh

@@ -223,7 +223,7 @@ def start(directory: Path) -> ClusterState:
     state = ClusterState(directory=str(directory), kubeconfig=str(kubeconfig), server=server)
     launcher = _Launcher(directory)
     try:
-        _start_components(launcher, directory, pki, ports, kubeconfig)
+        _start_etcd_and_apiserver(launcher, directory, pki, ports)
         state.pids = launcher.pids
         state.save()
         wait_for(
@@ -231,7 +231,7 @@ def start(directory: Path) -> ClusterState:
             lambda: launcher.running() and _api_ready(str(kubeconfig)),
             START_TIMEOUT_SECONDS,
         )
-        _start_kwok(launcher, directory, ports, kubeconfig)
+        _start_controllers(launcher, directory, pki, ports, kubeconfig)
         state.pids = launcher.pids
         state.save()
         nodes = {
@@ -259,9 +259,7 @@ def start(directory: Path) -> ClusterState:
     return state
 
 
-def _start_components(
-    launcher: _Launcher, directory: Path, pki: Pki, ports: dict[str, int], kubeconfig: Path
-) -> None:
+def _start_etcd_and_apiserver(launcher: _Launcher, directory: Path, pki: Pki, ports: dict[str, int]) -> None:
     etcd_url = f"http://127.0.0.1:{ports['etcd']}"
     peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
     launcher.start("etcd", [
@@ -281,6 +279,13 @@ def _start_components(
         "--service-cluster-ip-range=10.0.0.0/24", "--endpoint-reconciler-type=none", "--max-requests-inflight=2000",
         "--max-mutating-requests-inflight=1000", "--profiling=false", "--v=0",
     ])  # fmt: skip
+
+
+def _start_controllers(
+    launcher: _Launcher, directory: Path, pki: Pki, ports: dict[str, int], kubeconfig: Path
+) -> None:
+    """Controller-manager, scheduler and kwok: started once the API server is ready, since the
+    controller-manager exits at start when it cannot read its authentication ConfigMap."""
     launcher.start("kube-controller-manager", [
         f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}", "--bind-address=127.0.0.1", f"--secure-port={ports['kcm']}",
@@ -296,9 +301,6 @@ def _start_components(
         f"--authorization-kubeconfig={kubeconfig}", "--bind-address=127.0.0.1", f"--secure-port={ports['scheduler']}",
         "--v=0",
     ])  # fmt: skip
-
-
-def _start_kwok(launcher: _Launcher, directory: Path, ports: dict[str, int], kubeconfig: Path) -> None:
     launcher.start("kwok", [
         f"--kubeconfig={kubeconfig}", f"--config={kwok_stages_file()}",
         f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",

@@ -52,3 +52,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end -}}
+
+{{/* Cluster-scoped reads kopf needs in every mode; nothing here exposes Secrets or workloads. */}}
+{{- define "modeldeploy.clusterRules" -}}
+# kopf watches CRDs, so the ServiceMonitor API is picked up (or dropped) when the Prometheus operator is installed (or removed) without a restart.
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+# kopf lists and watches namespaces to resolve the namespaces it serves.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end -}}
