@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Protocol
 
 from modeldeploy_runtime.apikeys import KeysFileError, KeyVerifier, parse_keys_file
 
@@ -94,10 +95,26 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+class KeySource(Protocol):
+    """Where the current verifier comes from: a :class:`KeysFile`, or fixed keys."""
+
+    def verifier(self) -> KeyVerifier: ...
+
+
+class FixedKeys:
+    """Keys that never change, e.g. parsed once from an environment variable."""
+
+    def __init__(self, verifier: KeyVerifier) -> None:
+        self._verifier = verifier
+
+    def verifier(self) -> KeyVerifier:
+        return self._verifier
+
+
 class Authenticator:
     """Decides whether a request's headers carry a valid key; None means authentication is off."""
 
-    def __init__(self, keys_file: KeysFile | None) -> None:
+    def __init__(self, keys_file: KeySource | None) -> None:
         self._keys_file = keys_file
 
     @property

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modeldeploy_runtime.errors import StartupError
+from modeldeploy_runtime.lambda_cli import add_lambda_commands, run_lambda_command
 from modeldeploy_runtime.logs import configure_logging
 from modeldeploy_runtime.metrics_dir import prepare_metrics_dir
 from modeldeploy_runtime.registry_cli import add_package_and_registry_commands, run_command
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(subparsers)
     _fetch_parser(subparsers)
     add_package_and_registry_commands(subparsers)
+    add_lambda_commands(subparsers)
     return parser
 
 
@@ -131,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(arguments)
         if arguments.command in ("package", "registry"):
             return run_command(arguments)
+        if arguments.command == "lambda":
+            return run_lambda_command(arguments)
         return _fetch(arguments)
     except KeyboardInterrupt:
         return 130
