@@ -61,10 +61,13 @@ format: venv ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
 	$(VENV)/bin/ruff format $(LINT_PATHS)
 
-dev: cluster-up ## run the operator on the local control plane and apply the examples
-	$(KUBECTL) apply --server-side -f crds/
-	$(KUBECTL) wait --for condition=Established --timeout=60s -f crds/
+dev: venv ## run the operator on the local control plane and apply the examples (CLUSTER=kind: on kind)
+ifeq ($(CLUSTER),kind)
+	@KIND_DEV=1 bash tests/kind/e2e.sh
+else
+	@$(MAKE) --no-print-directory cluster-up
 	$(PY) -m tests.contract.dev
+endif
 
 images: ## build both images with Docker (skipped, with a message, when no Docker daemon runs)
 	@if ! docker info >/dev/null 2>&1; then \

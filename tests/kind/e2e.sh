@@ -28,7 +28,15 @@ RUNTIME_IMAGE=modeldeploy/model-runtime:e2e
 KUBECONFIG_FILE=$(mktemp)
 export KUBECONFIG=$KUBECONFIG_FILE
 
+# KIND_DEV=1 (make dev CLUSTER=kind): stop after the first prediction and keep the cluster.
+KIND_DEV=${KIND_DEV:-0}
+
 cleanup() {
+  if [ "$KIND_DEV" = 1 ]; then
+    [ -n "${FORWARD_PID:-}" ] && kill "$FORWARD_PID" 2>/dev/null || true
+    echo "kind cluster $CLUSTER_NAME kept; kubeconfig: $KUBECONFIG_FILE (delete with: kind delete cluster --name $CLUSTER_NAME)"
+    return
+  fi
   [ -n "${LOAD_PID:-}" ] && kill "$LOAD_PID" 2>/dev/null || true
   [ -n "${FORWARD_PID:-}" ] && kill "$FORWARD_PID" 2>/dev/null || true
   "$KIND" delete cluster --name "$CLUSTER_NAME" >/dev/null 2>&1 || true
@@ -45,7 +53,27 @@ docker build -f Dockerfile.runtime -t "$RUNTIME_IMAGE" .
   --set image="$OPERATOR_IMAGE" --set runtimeImage="$RUNTIME_IMAGE" --set imagePullPolicy=Never --wait
 $KUBECTL create namespace ml
 $KUBECTL label namespace ml pod-security.kubernetes.io/enforce=restricted
-$KUBECTL apply -n ml -f examples/kind/iris.yaml
+# The two model versions, packaged here and copied into a PVC (kind's local-path provisioner).
+MODELS=$(mktemp -d)
+$PY - "$MODELS" <<'PYTHON'
+import sys
+from pathlib import Path
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
+from modeldeploy_runtime.packaging import package
+X, y = load_iris(return_X_y=True)
+root = Path(sys.argv[1])
+package(LogisticRegression(max_iter=500).fit(X, y), root / "iris/1", name="iris", version="1")
+package(DecisionTreeClassifier(random_state=0).fit(X, y), root / "iris/2", name="iris", version="2")
+PYTHON
+$KUBECTL apply -n ml -f examples/kind/models-pvc.yaml
+$KUBECTL wait -n ml --for=condition=Ready pod/model-loader --timeout=180s
+$KUBECTL cp "$MODELS/iris" ml/model-loader:/models/iris
+$KUBECTL delete -n ml pod/model-loader --wait=true
+SHA1=$(sha256sum "$MODELS/iris/1/model.joblib" | cut -d' ' -f1)
+SHA2=$(sha256sum "$MODELS/iris/2/model.joblib" | cut -d' ' -f1)
+sed "s/version: \"1\"/version: \"1\"\n    sha256: $SHA1/" examples/kind/iris.yaml | $KUBECTL apply -n ml -f -
 $KUBECTL wait -n ml --for=condition=Ready mdep/iris --timeout=300s
 
 KEY=$($KUBECTL get secret -n ml iris-client-demo -o jsonpath='{.data.api-key}' | base64 -d)
@@ -58,11 +86,17 @@ predict() {
 }
 for _ in $(seq 1 30); do predict >/dev/null 2>&1 && break; sleep 1; done
 [ "$(predict)" = 200 ] || { echo "kind-e2e: prediction failed" >&2; exit 1; }
+if [ "$KIND_DEV" = 1 ]; then
+  echo "iris is Ready on kind. Predict with (after: kubectl port-forward -n ml svc/iris 18080:http):"
+  echo "curl -s -H 'Authorization: Bearer $KEY' -H 'Content-Type: application/json' -d '$BODY' http://127.0.0.1:18080/v2/models/iris/infer"
+  exit 0
+fi
 
 FAILURES=$(mktemp)
 ( while true; do code=$(predict || true); [ "$code" = 200 ] || echo "$code" >>"$FAILURES"; done ) &
 LOAD_PID=$!
-$KUBECTL patch -n ml mdep/iris --type merge -p '{"spec":{"model":{"version":"2"}}}'
+$KUBECTL patch -n ml mdep/iris --type merge \
+  -p "{\"spec\":{\"model\":{\"uri\":\"pvc://models/iris/2/model.joblib\",\"version\":\"2\",\"sha256\":\"$SHA2\"}}}"
 $KUBECTL rollout status -n ml deployment/iris --timeout=300s
 $KUBECTL wait -n ml --for=jsonpath='{.status.modelVersion}'=2 mdep/iris --timeout=120s
 kill "$LOAD_PID"; LOAD_PID=

@@ -1,0 +1,88 @@
+"""kopf wiring only: settings, start/stop, and watch events handed to the controller.
+
+Every handler is one line of work: the controller caches the object and queues its
+ModelDeployment, and the single reconcile does the rest. No handler writes to the API, so kopf
+keeps no progress or diff-base state on our objects (no bookkeeping patches, no finalizer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from modeldeploy_operator.constants import (
+    GROUP,
+    KOPF_ANNOTATION_PREFIX,
+    LABEL_MANAGED_BY,
+    OPERATOR_NAME,
+    PLURAL,
+    VERSION,
+)
+from modeldeploy_operator.controller import Controller
+from modeldeploy_operator.metrics import OperatorMetrics
+
+OWNED = {LABEL_MANAGED_BY: OPERATOR_NAME}
+WATCH_SERVER_TIMEOUT_SECONDS = 270
+WATCH_CLIENT_TIMEOUT_SECONDS = 300
+
+
+def configure_settings(settings: kopf.OperatorSettings) -> None:
+    # A watch without timeouts can hang silently forever after a network blip.
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
+    settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT_SECONDS
+    settings.watching.connect_timeout = 30
+    # Our own prefix for anything kopf may store, never kopf.zalando.org.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=KOPF_ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # kopf would turn handler log lines into Events; we post meaningful transitions ourselves.
+    settings.posting.enabled = False
+    settings.networking.request_timeout = 60
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    configure_settings(settings)
+    controller = Controller(memo.config, OperatorMetrics())
+    memo.controller = controller
+    await controller.start()
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    controller: Controller | None = getattr(memo, "controller", None)
+    if controller is not None:
+        await controller.stop()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def model_deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.controller.observe("ModelDeployment", event["type"], event["object"])
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=OWNED)
+async def deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.controller.observe("Deployment", event["type"], event["object"])
+
+
+@kopf.on.event("", "v1", "services", labels=OWNED)
+async def service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.controller.observe("Service", event["type"], event["object"])
+
+
+@kopf.on.event("", "v1", "secrets", labels=OWNED)
+async def secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.controller.observe("Secret", event["type"], event["object"])
+
+
+@kopf.on.event("", "v1", "pods", labels=OWNED)
+async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.controller.observe("Pod", event["type"], event["object"])
+
+
+@kopf.on.event("monitoring.coreos.com", "v1", "servicemonitors", labels=OWNED)
+async def service_monitor_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo.controller.observe("ServiceMonitor", event["type"], event["object"])

@@ -1,0 +1,148 @@
+"""The ModelDeployment as typed values, parsed once from the API object at the edge.
+
+The CRD (crds/modeldeploy.io_modeldeployments.yaml) validates and defaults; these classes mirror
+its defaults so a body read from an older API server (or a unit test) parses the same way.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modeldeploy_operator.constants import ANNOTATION_ROTATE, PVC_MOUNT_DIR
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+
+class SecretRef(_Spec):
+    name: str
+
+
+class ModelSpec(_Spec):
+    uri: str
+    version: str
+    sha256: str | None = None
+    format: Literal["joblib", "skops"] = "joblib"
+    storage_secret_ref: SecretRef | None = Field(default=None, alias="storageSecretRef")
+
+
+class EnvVar(_Spec):
+    name: str
+    value: str = ""
+
+
+class ResourceRequirements(_Spec):
+    limits: dict[str, str | int] = Field(default_factory=dict)
+    requests: dict[str, str | int] = Field(default_factory=dict)
+
+
+class RuntimeSpec(_Spec):
+    image: str | None = None
+    workers: int = 1
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+    env: tuple[EnvVar, ...] = ()
+
+
+class Client(_Spec):
+    name: str
+
+
+class AuthSpec(_Spec):
+    enabled: bool = True
+    clients: tuple[Client, ...] = ()
+
+
+class ServiceMonitorSpec(_Spec):
+    enabled: bool = True
+    interval: str = "30s"
+
+
+class MonitoringSpec(_Spec):
+    service_monitor: ServiceMonitorSpec = Field(default_factory=ServiceMonitorSpec, alias="serviceMonitor")
+
+
+class ModelDeploymentSpec(_Spec):
+    model: ModelSpec
+    replicas: int = 1
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    auth: AuthSpec = Field(default_factory=AuthSpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+
+
+class Scheme(Enum):
+    S3 = "s3"
+    HTTPS = "https"
+    PVC = "pvc"
+    FILE = "file"
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """Where the runtime finds the model, derived from ``spec.model.uri``."""
+
+    scheme: Scheme
+    uri: str
+    path_in_pod: str  # what --model-uri receives
+    claim: str | None = None  # pvc:// only
+    remote: bool = False  # s3:// and https:// are fetched by the init container
+
+
+class InvalidModelURIError(ValueError):
+    """The URI is not one of the supported schemes; the CRD normally rejects it first."""
+
+
+def parse_model_uri(uri: str, *, model_dir: str) -> ModelLocation:
+    """Map a model URI to the path the runtime serves from (pure; ``model_dir`` is the fetch dir)."""
+    if uri.startswith(("s3://", "https://")):
+        scheme = Scheme.S3 if uri.startswith("s3://") else Scheme.HTTPS
+        basename = posixpath.basename(uri.split("?", 1)[0].split("#", 1)[0])
+        if not basename:
+            raise InvalidModelURIError(f"spec.model.uri {uri!r} must end with a file name")
+        return ModelLocation(scheme, uri, posixpath.join(model_dir, basename), remote=True)
+    if uri.startswith("pvc://"):
+        claim, _, path = uri.removeprefix("pvc://").partition("/")
+        if not claim or not path:
+            raise InvalidModelURIError(f"spec.model.uri {uri!r} must look like pvc://<claim>/<path>")
+        return ModelLocation(Scheme.PVC, uri, posixpath.join(PVC_MOUNT_DIR, path), claim=claim)
+    if uri.startswith("file:///"):
+        return ModelLocation(Scheme.FILE, uri, uri.removeprefix("file://"))
+    raise InvalidModelURIError(f"spec.model.uri {uri!r} must start with s3://, https://, pvc:// or file:///")
+
+
+@dataclass(frozen=True)
+class ModelDeployment:
+    """One ModelDeployment: identity, generation, parsed spec, and the requested key rotations."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: ModelDeploymentSpec
+    rotate_clients: frozenset[str]
+    status: Mapping[str, Any]
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> ModelDeployment:
+        metadata = body.get("metadata", {})
+        annotations = metadata.get("annotations") or {}
+        rotate = annotations.get(ANNOTATION_ROTATE, "")
+        return cls(
+            name=metadata["name"],
+            namespace=metadata["namespace"],
+            uid=metadata["uid"],
+            generation=int(metadata.get("generation", 1)),
+            spec=ModelDeploymentSpec.model_validate(body.get("spec") or {}),
+            rotate_clients=frozenset(part.strip() for part in rotate.split(",") if part.strip()),
+            status=body.get("status") or {},
+        )
+
+    @property
+    def client_names(self) -> tuple[str, ...]:
+        return tuple(client.name for client in self.spec.auth.clients) if self.spec.auth.enabled else ()

@@ -1,0 +1,123 @@
+"""An in-memory cache of the objects the operator watches (an informer cache, kept by watch events,
+periodic re-lists and our own write responses), so a reconcile reads nothing from the API server.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from modeldeploy_operator.constants import KIND, LABEL_MODEL_DEPLOYMENT
+
+Key = tuple[str, str, str]  # (kind, namespace, name)
+
+
+def _resource_version(obj: Mapping[str, Any]) -> int | None:
+    try:
+        return int(obj.get("metadata", {}).get("resourceVersion", ""))
+    except ValueError:
+        return None
+
+
+def _compact(kind: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep what the reconcile reads: drop managedFields everywhere, and most of a Pod."""
+    metadata = {k: v for k, v in obj.get("metadata", {}).items() if k != "managedFields"}
+    if kind == "Pod":
+        keep = ("name", "namespace", "labels", "resourceVersion", "deletionTimestamp")
+        status = obj.get("status") or {}
+        return {
+            "metadata": {k: metadata[k] for k in keep if k in metadata},
+            "status": {
+                k: status[k] for k in ("phase", "containerStatuses", "initContainerStatuses") if k in status
+            },
+        }
+    return {**obj, "metadata": metadata}
+
+
+class Store:
+    """Thread-safe: watch handlers write from the event loop, reconciles read from worker threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._objects: dict[Key, dict[str, Any]] = {}
+        self._by_owner: dict[tuple[str, str, str], set[str]] = {}  # (kind, ns, md name) -> names
+
+    def put(self, kind: str, obj: Mapping[str, Any]) -> bool:
+        """Remember ``obj`` unless we already hold a newer version; True when stored."""
+        metadata = obj.get("metadata", {})
+        key = (kind, metadata.get("namespace", ""), metadata.get("name", ""))
+        with self._lock:
+            current = self._objects.get(key)
+            if current is not None:
+                old, new = _resource_version(current), _resource_version(obj)
+                if old is not None and new is not None and new < old:
+                    return False
+            self._objects[key] = _compact(kind, obj)
+            owner = (metadata.get("labels") or {}).get(LABEL_MODEL_DEPLOYMENT)
+            if owner and kind != KIND:
+                self._by_owner.setdefault((kind, key[1], owner), set()).add(key[2])
+        return True
+
+    def remove(self, kind: str, namespace: str, name: str) -> None:
+        with self._lock:
+            obj = self._objects.pop((kind, namespace, name), None)
+            if obj is None:
+                return
+            owner = (obj.get("metadata", {}).get("labels") or {}).get(LABEL_MODEL_DEPLOYMENT)
+            names = self._by_owner.get((kind, namespace, owner or ""))
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del self._by_owner[(kind, namespace, owner or "")]
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._objects.get((kind, namespace, name))
+
+    def owned(self, kind: str, namespace: str, owner: str) -> list[dict[str, Any]]:
+        with self._lock:
+            names = sorted(self._by_owner.get((kind, namespace, owner), ()))
+            return [
+                self._objects[(kind, namespace, name)]
+                for name in names
+                if (kind, namespace, name) in self._objects
+            ]
+
+    def keys(self, kind: str) -> list[tuple[str, str]]:
+        with self._lock:
+            return [(ns, name) for (k, ns, name) in self._objects if k == kind]
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [obj for (k, _, _), obj in self._objects.items() if k == kind]
+
+    def count(self, kind: str) -> int:
+        with self._lock:
+            return sum(1 for key in self._objects if key[0] == kind)
+
+    def replace(
+        self,
+        kind: str,
+        namespaces: Iterable[str] | None,
+        items: Iterable[Mapping[str, Any]],
+        list_version: int,
+    ) -> None:
+        """Merge a fresh LIST: store its items; forget cached objects older than the list that it lacks."""
+        seen: set[Key] = set()
+        for item in items:
+            metadata = item.get("metadata", {})
+            seen.add((kind, metadata.get("namespace", ""), metadata.get("name", "")))
+            self.put(kind, item)
+        scope = set(namespaces) if namespaces is not None else None
+        with self._lock:
+            stale = [
+                key
+                for key, obj in self._objects.items()
+                if key[0] == kind
+                and key not in seen
+                and (scope is None or key[1] in scope)
+                and (_resource_version(obj) or 0) <= list_version
+            ]
+        for key in stale:
+            self.remove(*key)

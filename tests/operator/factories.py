@@ -1,0 +1,38 @@
+"""ModelDeployment bodies for tests."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from modeldeploy_operator.model import ModelDeployment
+
+
+def md_body(name: str = "iris", namespace: str = "ml", **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "modeldeploy.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": "00000000-0000-0000-0000-000000000001",
+            "generation": 1,
+        },
+        "spec": {
+            "model": {"uri": "s3://models/iris/3/model.joblib", "version": "3"},
+            "auth": {"clients": [{"name": "billing"}]},
+        },
+    }
+    body["spec"].update(copy.deepcopy(spec))
+    return body
+
+
+def md(**spec: Any) -> ModelDeployment:
+    return ModelDeployment.from_body(md_body(**spec))
+
+
+def manifest(name: str, **spec: Any) -> dict[str, Any]:
+    """A ModelDeployment to apply to the cluster (no uid, generation or namespace)."""
+    body = md_body(name, **spec)
+    body["metadata"] = {"name": name}
+    return body

@@ -1,0 +1,178 @@
+"""Builders are pure: golden YAML per shape, plus the properties that must never regress."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modeldeploy_operator.builders import (
+    build_client_secret,
+    build_deployment,
+    build_hashes_secret,
+    build_service,
+    build_service_monitor,
+)
+from modeldeploy_operator.builders.deployment import runtime_commands
+from modeldeploy_operator.builders.meta import selector_string
+from modeldeploy_operator.config import OperatorConfig
+from modeldeploy_operator.constants import ANNOTATION_DESIRED_HASH
+from modeldeploy_operator.model import parse_model_uri
+from modeldeploy_runtime.apikeys import HashedKey
+from tests.operator.factories import md
+
+GOLDEN = Path(__file__).parent / "golden"
+CONFIG = OperatorConfig(runtime_image="registry.example/model-runtime:test")
+SHA = "a" * 64
+
+
+def check_golden(name: str, obj: dict[str, Any]) -> None:
+    path = GOLDEN / f"{name}.yaml"
+    rendered = yaml.safe_dump(obj, sort_keys=True)
+    if os.environ.get("MODELDEPLOY_UPDATE_GOLDEN") == "1":
+        path.write_text(rendered)
+    assert rendered == path.read_text(), (
+        f"{path} differs; MODELDEPLOY_UPDATE_GOLDEN=1 rewrites it after review"
+    )
+
+
+CASES = {
+    "deployment-s3-auth": md(model={"uri": "s3://models/iris/3/model.joblib", "version": "3", "sha256": SHA,
+                                    "storageSecretRef": {"name": "s3-creds"}},
+                             replicas=2, runtime={"workers": 2, "resources": {"requests": {"cpu": "250m"}},
+                                                  "env": [{"name": "LOG_LEVEL", "value": "debug"}]}),
+    "deployment-pvc-noauth": md(model={"uri": "pvc://models/iris/model.skops", "version": "v1", "format": "skops"},
+                                auth={"enabled": False}),
+    "deployment-file": md(model={"uri": "file:///models/iris.joblib", "version": "1"}, runtime={"image": "my/img:2"}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_deployment_matches_golden(case: str) -> None:
+    check_golden(case, build_deployment(CASES[case], CONFIG))
+
+
+def test_service_servicemonitor_and_secrets_match_golden() -> None:
+    deployment = md()
+    check_golden("service", build_service(deployment))
+    check_golden("servicemonitor", build_service_monitor(deployment))
+    key = HashedKey("0123456789abcdef", "billing", "00" * 16, "f" * 64)
+    check_golden("hashes-secret", build_hashes_secret(deployment, [key]))
+    check_golden(
+        "client-secret", build_client_secret(deployment, "billing", "mdk_0123456789abcdef_" + "1" * 64)
+    )
+
+
+def test_every_container_meets_the_restricted_pod_security_standard() -> None:
+    deployment = build_deployment(CASES["deployment-s3-auth"], CONFIG)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    containers = pod["initContainers"] + pod["containers"]
+    assert [c["name"] for c in containers] == ["fetch-model", "runtime"]
+    for container in containers:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["runAsNonRoot"] is True
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+
+def test_rollout_strategy_and_probes() -> None:
+    spec = build_deployment(md(), CONFIG)["spec"]
+    assert spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    container = spec["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": CONFIG.prestop_sleep_seconds}}
+    assert spec["template"]["spec"]["terminationGracePeriodSeconds"] > CONFIG.prestop_sleep_seconds
+    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [
+        ("http", 8080),
+        ("metrics", 9090),
+    ]
+
+
+def test_keys_are_a_directory_volume_never_env_or_subpath() -> None:
+    pod = build_deployment(md(), CONFIG)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert {"name": "apikeys", "secret": {"secretName": "iris-apikeys", "defaultMode": 0o440}} in pod[
+        "volumes"
+    ]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "apikeys")
+    assert mount == {"name": "apikeys", "mountPath": "/var/run/modeldeploy/apikeys", "readOnly": True}
+    assert "subPath" not in str(pod)
+    assert "env" not in container or all("apikeys" not in str(v) for v in container["env"])
+    assert container["args"][-2:] == ["--auth-keys-file", "/var/run/modeldeploy/apikeys/keys.json"]
+
+
+def test_runtime_command_contract() -> None:
+    deployment = md(model={"uri": "https://example.com/m/model.joblib?x=1", "version": "7", "sha256": SHA})
+    location = parse_model_uri(deployment.spec.model.uri, model_dir="/model")
+    commands = runtime_commands(deployment, location)
+    assert commands.fetch == [
+        "fetch",
+        "--uri",
+        "https://example.com/m/model.joblib?x=1",
+        "--dest",
+        "/model",
+        "--sha256",
+        SHA,
+    ]
+    assert commands.serve == [
+        "serve", "--model-uri", "/model/model.joblib", "--model-name", "iris", "--model-version", "7",
+        "--model-sha256", SHA, "--model-format", "joblib", "--port", "8080", "--metrics-port", "9090",
+        "--workers", "1", "--auth-keys-file", "/var/run/modeldeploy/apikeys/keys.json",
+    ]  # fmt: skip
+    no_auth = md(auth={"enabled": False}, model={"uri": "file:///m.joblib", "version": "1"})
+    serve = runtime_commands(no_auth, parse_model_uri("file:///m.joblib", model_dir="/model")).serve
+    assert "--auth-keys-file" not in serve
+    assert serve[2] == "/m.joblib"
+
+
+def test_version_or_digest_change_changes_the_pod_template_but_keys_do_not() -> None:
+    base = build_deployment(md(), CONFIG)["spec"]["template"]
+    bumped = build_deployment(md(model={"uri": "s3://models/iris/3/model.joblib", "version": "4"}), CONFIG)
+    digest = build_deployment(
+        md(model={"uri": "s3://models/iris/3/model.joblib", "version": "3", "sha256": SHA}), CONFIG
+    )
+    assert bumped["spec"]["template"]["metadata"]["annotations"]["modeldeploy.io/model-version"] == "4"
+    assert digest["spec"]["template"]["metadata"]["annotations"]["modeldeploy.io/model-sha256"] == SHA
+    assert base != bumped["spec"]["template"] != digest["spec"]["template"]
+    with_other_client = build_deployment(md(auth={"clients": [{"name": "other"}]}), CONFIG)["spec"][
+        "template"
+    ]
+    assert with_other_client == base
+
+
+def test_children_are_labelled_owned_and_hashed() -> None:
+    deployment = md()
+    for child in (
+        build_deployment(deployment, CONFIG),
+        build_service(deployment),
+        build_service_monitor(deployment),
+    ):
+        labels = child["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == "iris"
+        assert labels["app.kubernetes.io/managed-by"] == "modeldeploy-operator"
+        assert labels["modeldeploy.io/model-deployment"] == "iris"
+        assert {"app.kubernetes.io/name", "app.kubernetes.io/version", "app.kubernetes.io/component",
+                "app.kubernetes.io/part-of"} <= set(labels)  # fmt: skip
+        owner = child["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["controller"]) == ("ModelDeployment", "iris", True)
+        assert len(child["metadata"]["annotations"][ANNOTATION_DESIRED_HASH]) == 16
+    assert (
+        selector_string(deployment)
+        == "app.kubernetes.io/component=model-server,modeldeploy.io/model-deployment=iris"
+    )
+
+
+def test_builders_are_deterministic() -> None:
+    assert build_deployment(md(), CONFIG) == build_deployment(md(), CONFIG)
+    assert build_deployment(md(), CONFIG) != build_deployment(md(), OperatorConfig(runtime_image="other:1"))

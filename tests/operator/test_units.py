@@ -1,0 +1,212 @@
+"""Unit tests of the pure parts: URI parsing, the key plan, drift, the cache, the queue, config."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from modeldeploy_operator.cli import parse_args
+from modeldeploy_operator.config import ConfigError, OperatorConfig, config_from_env
+from modeldeploy_operator.drift import contains, quantity_value
+from modeldeploy_operator.keyring import KeyPlan, plan_keys
+from modeldeploy_operator.model import InvalidModelURIError, Scheme, parse_model_uri
+from modeldeploy_operator.store import Store
+from modeldeploy_operator.workqueue import WorkQueue
+from modeldeploy_runtime.apikeys import HashedKey, KeyVerifier, mint_key
+from tests.operator.factories import md
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+GRACE = timedelta(seconds=300)
+
+
+@pytest.mark.parametrize(
+    ("uri", "scheme", "path", "claim"),
+    [
+        ("s3://models/iris/3/model.joblib", Scheme.S3, "/model/model.joblib", None),
+        ("https://example.com/a/b.skops?sig=1", Scheme.HTTPS, "/model/b.skops", None),
+        ("pvc://models/iris/3/model.joblib", Scheme.PVC, "/mnt/models/iris/3/model.joblib", "models"),
+        ("file:///opt/models/iris.joblib", Scheme.FILE, "/opt/models/iris.joblib", None),
+    ],
+)
+def test_model_uri_maps_to_a_path_in_the_pod(uri: str, scheme: Scheme, path: str, claim: str | None) -> None:
+    location = parse_model_uri(uri, model_dir="/model")
+    assert (location.scheme, location.path_in_pod, location.claim) == (scheme, path, claim)
+    assert location.remote == (scheme in (Scheme.S3, Scheme.HTTPS))
+
+
+@pytest.mark.parametrize("uri", ["gs://b/k", "s3://bucket/dir/", "pvc://claim", "pvc:///path", "http://x/y"])
+def test_unsupported_uris_are_rejected_with_the_field_name(uri: str) -> None:
+    with pytest.raises(InvalidModelURIError, match=r"spec\.model\.uri"):
+        parse_model_uri(uri, model_dir="/model")
+
+
+def test_spec_defaults_mirror_the_crd() -> None:
+    spec = md(auth={}).spec
+    assert (spec.replicas, spec.runtime.workers, spec.model.format) == (1, 1, "joblib")
+    assert spec.auth.enabled is True
+    assert spec.monitoring.service_monitor.enabled is True
+    assert spec.monitoring.service_monitor.interval == "30s"
+
+
+# -- keys -------------------------------------------------------------------------------------------
+def plan(
+    clients: list[str],
+    plaintexts: Mapping[str, str | None],
+    hashes: Iterable[HashedKey],
+    rotate: frozenset[str] = frozenset(),
+    now: datetime = NOW,
+) -> KeyPlan:
+    return plan_keys(clients, plaintexts, hashes, rotate=rotate, now=now, grace=GRACE, mint=mint_key)
+
+
+def test_first_plan_mints_one_key_per_client_and_stores_only_hashes() -> None:
+    result = plan(["billing", "search"], {}, [])
+    assert result.minted == ("billing", "search")
+    verifier = KeyVerifier(result.hashes)
+    assert verifier.verify(result.plaintexts["billing"], NOW) == "billing"
+    assert all(result.plaintexts["billing"] not in str(h) for h in result.hashes)
+
+
+def test_an_unchanged_key_set_plans_identical_hashes() -> None:
+    first = plan(["billing"], {}, [])
+    second = plan(["billing"], first.plaintexts, first.hashes)
+    assert second.hashes == first.hashes
+    assert second.plaintexts == first.plaintexts
+    assert second.minted == ()
+
+
+def test_rotation_keeps_the_old_key_valid_for_the_grace_period_then_drops_it() -> None:
+    first = plan(["billing"], {}, [])
+    old_key = first.plaintexts["billing"]
+    rotated = plan(["billing"], first.plaintexts, first.hashes, rotate=frozenset({"billing"}))
+    new_key = rotated.plaintexts["billing"]
+    assert new_key != old_key
+    assert rotated.minted == ("billing",)
+    assert rotated.next_expiry == NOW + GRACE
+    verifier = KeyVerifier(rotated.hashes)
+    assert verifier.verify(old_key, NOW + timedelta(seconds=299)) == "billing"
+    assert verifier.verify(old_key, NOW + GRACE) is None
+    assert verifier.verify(new_key, NOW + timedelta(days=1)) == "billing"
+    later = plan(["billing"], rotated.plaintexts, rotated.hashes, now=NOW + GRACE)
+    assert len(later.hashes) == 1
+    assert later.retired == (first.hashes[0].key_id,)
+    assert later.next_expiry is None
+
+
+def test_a_deleted_client_secret_issues_a_new_key_and_grace_for_the_old() -> None:
+    first = plan(["billing"], {}, [])
+    replaced = plan(["billing"], {"billing": None}, first.hashes)
+    assert replaced.minted == ("billing",)
+    assert {h.expires_at for h in replaced.hashes} == {None, NOW + GRACE}
+
+
+def test_a_lost_hashes_file_is_rebuilt_from_the_client_secrets_without_a_new_key() -> None:
+    first = plan(["billing"], {}, [])
+    rebuilt = plan(["billing"], first.plaintexts, [])
+    assert rebuilt.minted == ()
+    assert KeyVerifier(rebuilt.hashes).verify(first.plaintexts["billing"], NOW) == "billing"
+
+
+def test_removing_a_client_revokes_its_keys_at_once() -> None:
+    first = plan(["billing", "search"], {}, [])
+    after = plan(["billing"], first.plaintexts, first.hashes)
+    assert {h.client for h in after.hashes} == {"billing"}
+    assert len(after.revoked) == 1
+
+
+# -- drift ------------------------------------------------------------------------------------------
+def test_contains_ignores_server_defaults_but_not_changed_or_missing_fields() -> None:
+    desired = {"spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80}]}]}}
+    observed = {"spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                                         "imagePullPolicy": "Always"}], "dnsPolicy": "ClusterFirst"}}  # fmt: skip
+    assert contains(observed, desired)
+    assert not contains({"spec": {"containers": []}}, desired)
+    assert not contains({"spec": {"containers": [{"name": "b", "ports": [{"containerPort": 80}]}]}}, desired)
+
+
+def test_quantities_compare_by_value_only_inside_resources() -> None:
+    assert contains({"limits": {"cpu": "1"}}, {"limits": {"cpu": "1000m"}})
+    assert contains({"requests": {"memory": "1Gi"}}, {"requests": {"memory": "1024Mi"}})
+    assert not contains({"version": "1"}, {"version": "1000m"})
+    assert quantity_value("1.5Gi") == quantity_value("1536Mi")
+    assert quantity_value("abc") is None
+
+
+# -- cache ------------------------------------------------------------------------------------------
+def _obj(name: str, rv: str, owner: str = "iris") -> dict[str, object]:
+    labels = {"modeldeploy.io/model-deployment": owner}
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ml",
+            "resourceVersion": rv,
+            "labels": labels,
+            "managedFields": [{}],
+        }
+    }
+
+
+def test_store_keeps_the_newest_version_and_indexes_children_by_owner() -> None:
+    store = Store()
+    assert store.put("Secret", _obj("iris-apikeys", "10"))
+    assert not store.put("Secret", _obj("iris-apikeys", "9"))
+    assert store.get("Secret", "ml", "iris-apikeys")["metadata"]["resourceVersion"] == "10"  # type: ignore[index]
+    assert "managedFields" not in store.get("Secret", "ml", "iris-apikeys")["metadata"]  # type: ignore[index]
+    store.put("Secret", _obj("other", "11", owner="other"))
+    assert [s["metadata"]["name"] for s in store.owned("Secret", "ml", "iris")] == ["iris-apikeys"]
+    store.replace("Secret", ["ml"], [_obj("other", "12", owner="other")], list_version=12)
+    assert store.get("Secret", "ml", "iris-apikeys") is None
+    assert store.owned("Secret", "ml", "iris") == []
+
+
+# -- queue ------------------------------------------------------------------------------------------
+def test_work_queue_deduplicates_delays_and_reruns_keys_added_while_processing() -> None:
+    async def scenario() -> list[tuple[str, str]]:
+        queue = WorkQueue()
+        seen = []
+        queue.add(("ml", "a"))
+        queue.add(("ml", "a"))
+        queue.add(("ml", "b"), delay=0.05)
+        key = await queue.get()
+        seen.append(key)
+        queue.add(key)  # while processing: runs again after done()
+        queue.done(key)
+        for _ in range(2):
+            key = await asyncio.wait_for(queue.get(), 1)
+            seen.append(key)
+            queue.done(key)
+        assert len(queue) == 0
+        return seen
+
+    assert asyncio.run(scenario()) == [("ml", "a"), ("ml", "a"), ("ml", "b")]
+
+
+# -- config and flags -------------------------------------------------------------------------------
+def test_config_from_env_and_flags() -> None:
+    config = config_from_env(
+        {"MODELDEPLOY_RUNTIME_IMAGE": "img:1", "MODELDEPLOY_KEY_ROTATION_GRACE_SECONDS": "60"}
+    )
+    assert (config.runtime_image, config.key_rotation_grace_seconds, config.all_namespaces) == (
+        "img:1",
+        60,
+        True,
+    )
+    scoped, _ = parse_args(
+        ["--namespace", "a", "-n", "b", "--metrics-port", "0", "--log-format", "json"], config
+    )
+    assert (scoped.namespaces, scoped.all_namespaces, scoped.metrics_port, scoped.log_format) == (
+        ("a", "b"),
+        False,
+        0,
+        "json",
+    )
+    everything, _ = parse_args(["--all-namespaces"], OperatorConfig(namespaces=("x",), all_namespaces=False))
+    assert everything.all_namespaces
+    assert everything.namespaces == ()
+    with pytest.raises(ConfigError, match="MODELDEPLOY_KEY_ROTATION_GRACE_SECONDS"):
+        config_from_env({"MODELDEPLOY_KEY_ROTATION_GRACE_SECONDS": "soon"})
+    with pytest.raises(SystemExit):
+        parse_args(["--namespace", "a", "--all-namespaces"], config)
