@@ -8,40 +8,16 @@ fetches ``s3://models/iris/<version>/model.joblib`` with the credentials of a Se
 from __future__ import annotations
 
 import hashlib
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from tests.controlplane.cluster import free_port
+from tests.loopback_s3 import s3_client
 
 BUCKET = "models"
-S3_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "dev",
-    "AWS_SECRET_ACCESS_KEY": "dev-secret",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 IRIS_SETOSA_ROW = [5.1, 3.5, 1.4, 0.2]
-
-
-@contextmanager
-def local_model_store() -> Iterator[str]:
-    """moto's S3 server on a loopback port; yields its endpoint URL."""
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy import, only needed here
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 def upload_sample_models(endpoint: str, workdir: Path) -> dict[str, str]:
     """Train and package iris as versions 1 and 2; upload both; return {version: sha256}."""
-    import boto3  # noqa: PLC0415
     from sklearn.datasets import load_iris  # noqa: PLC0415
     from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
     from sklearn.tree import DecisionTreeClassifier  # noqa: PLC0415
@@ -53,13 +29,7 @@ def upload_sample_models(endpoint: str, workdir: Path) -> dict[str, str]:
         "1": LogisticRegression(max_iter=500).fit(features, labels),
         "2": DecisionTreeClassifier(random_state=0).fit(features, labels),
     }
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
-    )
+    s3 = s3_client(endpoint)
     s3.create_bucket(Bucket=BUCKET)
     digests = {}
     for version, estimator in estimators.items():

@@ -16,39 +16,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
-from tests.runtime.conftest import IRIS_ROW, RuntimeProcess, free_port, run_runtime, sha256_file
+from tests.loopback_s3 import S3_CREDENTIALS, s3_client, s3_server
+from tests.runtime.conftest import IRIS_ROW, RuntimeProcess, run_runtime, sha256_file
 
 BUCKET = "models"
-S3_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    _s3_client(endpoint).create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
-
-
-def _s3_client(endpoint: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
-    )
+    with s3_server() as endpoint:
+        s3_client(endpoint).create_bucket(Bucket=BUCKET)
+        yield endpoint
 
 
 def _s3_env(endpoint: str) -> dict[str, str]:
@@ -56,7 +36,7 @@ def _s3_env(endpoint: str) -> dict[str, str]:
 
 
 def _upload(endpoint: str, key: str, data: bytes) -> None:
-    _s3_client(endpoint).put_object(Bucket=BUCKET, Key=key, Body=data)
+    s3_client(endpoint).put_object(Bucket=BUCKET, Key=key, Body=data)
 
 
 def test_fetch_from_s3_keeps_the_basename_and_fetches_metadata(
