@@ -14,7 +14,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
@@ -23,7 +22,7 @@ from modeldeploy_runtime.lambda_bundle import HANDLER
 from modeldeploy_runtime.lambda_deploy import TAG_MODEL_NAME, TAG_MODEL_VERSION
 from modeldeploy_runtime.packaging import package
 from tests.aws_lambda.conftest import MODEL_NAME, MODEL_VERSION, Bundle, build_zip
-from tests.runtime.conftest import free_port
+from tests.loopback_moto import moto_server
 
 _ASSUME_ROLE = {
     "Version": "2012-10-17",
@@ -35,11 +34,8 @@ _ASSUME_ROLE = {
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

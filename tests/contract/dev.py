@@ -31,7 +31,7 @@ import yaml
 from tests.contract.pod_runner import LocalPod
 from tests.contract.sample_models import upload_sample_models
 from tests.controlplane.cluster import ClusterState, default_directory, kubectl
-from tests.loopback_s3 import S3_CREDENTIALS, s3_server
+from tests.loopback_moto import S3_CREDENTIALS, moto_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "examples" / "iris.yaml"
@@ -104,7 +104,7 @@ def run(kubeconfig: str, once: bool) -> int:
     install_crds(kubeconfig)
     say(f"installed the CRDs from crds/ into {kubeconfig}")
     env = {**os.environ, "KUBECONFIG": kubeconfig}
-    with s3_server() as endpoint, tempfile.TemporaryDirectory(prefix="modeldeploy-dev-") as workdir:
+    with moto_server() as endpoint, tempfile.TemporaryDirectory(prefix="modeldeploy-dev-") as workdir:
         say(f"model store (moto S3 on loopback): {endpoint}")
         digests = upload_sample_models(endpoint, Path(workdir))
         kubectl(kubeconfig, "create", "namespace", DEV_NAMESPACE, check=False)

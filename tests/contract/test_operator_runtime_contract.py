@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import Cluster
 from tests.contract.pod_runner import LocalPod
 from tests.contract.sample_models import IRIS_SETOSA_ROW, upload_sample_models
-from tests.loopback_s3 import S3_CREDENTIALS, s3_server
+from tests.loopback_moto import S3_CREDENTIALS, moto_server
 from tests.operator.conftest import StartOperator
 from tests.operator.helpers import get, secret_text, wait_ready, wait_status
 from tests.polling import wait_until
@@ -30,7 +30,7 @@ from tests.polling import wait_until
 @pytest.fixture(scope="module")
 def model_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
     """The S3 store on loopback with iris v1 and v2; yields its endpoint and the digests."""
-    with s3_server() as endpoint:
+    with moto_server() as endpoint:
         yield endpoint, upload_sample_models(endpoint, tmp_path_factory.mktemp("models"))
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.loopback_s3 import S3_CREDENTIALS, s3_client, s3_server
+from tests.loopback_moto import S3_CREDENTIALS, moto_server, s3_client
 from tests.runtime.conftest import IRIS_ROW, RuntimeProcess, run_runtime, sha256_file
 
 BUCKET = "models"
@@ -26,7 +26,7 @@ BUCKET = "models"
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    with s3_server() as endpoint:
+    with moto_server() as endpoint:
         s3_client(endpoint).create_bucket(Bucket=BUCKET)
         yield endpoint
 

@@ -31,8 +31,8 @@ from filelock import FileLock, Timeout
 from modeldeploy_runtime.storage import (
     ArtifactNotFoundError,
     StorageError,
-    _s3_client,
     read_chunks,
+    s3_client,
 )
 
 LOCK_TIMEOUT_SECONDS = 60.0
@@ -204,7 +204,7 @@ class S3Store:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = _s3_client()
+            self._client = s3_client()
         return self._client
 
     def uri(self, key: str) -> str:

@@ -38,7 +38,7 @@ def artifact_basename(uri: str) -> str:
     return name
 
 
-def _s3_client() -> Any:
+def s3_client() -> Any:
     import boto3  # noqa: PLC0415 - slow to import, and only s3:// needs it
 
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
@@ -53,7 +53,7 @@ def _s3_chunks(uri: str) -> Iterator[bytes]:
     if not bucket or not key:
         raise StorageError(f"{uri}: expected s3://<bucket>/<key>")
     try:
-        response = _s3_client().get_object(Bucket=bucket, Key=key)
+        response = s3_client().get_object(Bucket=bucket, Key=key)
     except ClientError as error:
         code = str(error.response.get("Error", {}).get("Code", ""))
         if code in ("NoSuchKey", "404", "NotFound"):

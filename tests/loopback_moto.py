@@ -1,7 +1,7 @@
-"""An S3-compatible server on loopback for tests and ``make dev``.
+"""moto's standalone server on loopback, for tests and ``make dev``.
 
-It is moto's standalone server (``moto.server.ThreadedMotoServer``), a real HTTP server speaking
-the S3 API; MinIO is AGPL and not used.
+``moto.server.ThreadedMotoServer`` is a real HTTP server speaking the AWS APIs: the S3-compatible
+model store (MinIO is AGPL and not used) and the Lambda emulation of the deploy tests.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ S3_CREDENTIALS = {
 
 
 @contextmanager
-def s3_server() -> Iterator[str]:
+def moto_server() -> Iterator[str]:
     """Start the server on a free loopback port; yield its endpoint URL; stop it afterwards."""
     from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy import, only when used
 
