@@ -5,7 +5,8 @@ One run, one control plane (a private one started here, or ``--kubeconfig``):
 1. yardstick: a script server-side-applies the very objects the operator would build (Deployment,
    Service, hashes Secret, one Secret per client, ServiceMonitor) for N names with the same
    number of threads as operator workers, then waits until every Deployment has all replicas
-   ready;
+   ready; its namespace is then deleted, and the next phase starts once it is gone, so both
+   phases start from the same, empty cluster;
 2. operator: ``modeldeploy-operator`` runs as a subprocess, N ModelDeployments are applied at once
    and the clock stops when every one reports ``Ready=True``.
 
@@ -15,7 +16,8 @@ script's own APPLY of the ModelDeployments), deployments,
 services, secrets and servicemonitors, i.e. the operator's verbs; the controllers' PUTs and
 Events are not attributable by resource and are excluded, the operator's own Event count is
 printed from its metrics) against the minimum (one write per child + 2 status writes); the
-operator's peak RSS (VmHWM).
+operator's peak RSS (VmHWM); the CPU seconds each process (etcd, API server, controllers, kwok,
+this script, the operator) spent in each phase, to show where the time goes.
 
     .venv/bin/python bench/operator_scale.py --count 100
     .venv/bin/python bench/operator_scale.py --count 1000
@@ -81,6 +83,24 @@ class Result:
     writes_by_resource: dict[str, int]
     operator_events: float
     operator_peak_rss_mb: float
+    cpu_seconds: dict[str, dict[str, float]]  # phase -> process -> CPU seconds spent in it
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds each process has used so far (from /proc/<pid>/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+        except OSError:
+            continue
+        used[name] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return used
+
+
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: round(after[name] - before.get(name, 0.0), 1) for name in after}
 
 
 def api_writes(kubeconfig: str) -> Counter[str]:
@@ -156,14 +176,18 @@ def all_ready(kube: Kube, namespace: str, count: int) -> bool:
     return ready == count
 
 
-def run_direct(kube: Kube, kubeconfig: str, args: argparse.Namespace, namespace: str) -> tuple[float, float]:
-    """(seconds until every child is written, seconds until every Deployment is ready)."""
+def run_direct(
+    kube: Kube, kubeconfig: str, args: argparse.Namespace, namespace: str, pids: dict[str, int]
+) -> tuple[float, float, dict[str, float]]:
+    """(seconds until every child is written, seconds until every Deployment is ready, CPU seconds
+    per process); the namespace is deleted again before this returns."""
     kubectl(kubeconfig, "create", "namespace", namespace)
     objects = [
         o
         for i in range(args.count)
         for o in direct_children(f"m{i}", namespace, args.clients, args.service_monitor)
     ]
+    cpu_before = cpu_seconds(pids)
     started = time.monotonic()
     with ThreadPoolExecutor(WORKERS) as pool:
         list(pool.map(kube.apply, objects))
@@ -173,7 +197,10 @@ def run_direct(kube: Kube, kubeconfig: str, args: argparse.Namespace, namespace:
         lambda: all_deployments_ready(kube, namespace, args.count),
         args.timeout,
     )
-    return written, time.monotonic() - started
+    elapsed = time.monotonic() - started
+    cpu = cpu_spent(cpu_before, cpu_seconds(pids))
+    kubectl(kubeconfig, "delete", "namespace", namespace, f"--timeout={args.timeout:.0f}s")
+    return written, elapsed, cpu
 
 
 @contextmanager
@@ -241,8 +268,14 @@ def watch_milestones(
 
 
 def run_operator(
-    kube: Kube, kubeconfig: str, args: argparse.Namespace, workdir: Path, namespace: str
-) -> tuple[dict[str, float], Counter[str], float, float]:
+    kube: Kube,
+    kubeconfig: str,
+    args: argparse.Namespace,
+    workdir: Path,
+    namespace: str,
+    *,
+    pids: dict[str, int],
+) -> tuple[dict[str, float], Counter[str], float, float, dict[str, float]]:
     kubectl(kubeconfig, "create", "namespace", namespace)
     with operator(kubeconfig, namespace, workdir / "operator.log") as (process, port):
 
@@ -255,6 +288,8 @@ def run_operator(
         wait_for("the operator", up, 60)
         before = api_writes(kubeconfig)
         items = [model_deployment(f"m{i}", namespace, args.clients) for i in range(args.count)]
+        pids = {**pids, "operator": process.pid}
+        cpu_before = cpu_seconds(pids)
         started = time.monotonic()
         kubectl(
             kubeconfig,
@@ -265,6 +300,7 @@ def run_operator(
             stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
         )
         milestones = watch_milestones(kube, namespace, args, started)
+        cpu = cpu_spent(cpu_before, cpu_seconds(pids))
         time.sleep(args.settle)  # writes that trail Ready (there should be none) are counted too
         writes = api_writes(kubeconfig) - before
         writes.pop("APPLY modeldeployments", None)  # this script creating the ModelDeployments (kubectl)
@@ -274,7 +310,7 @@ def run_operator(
                 if line.startswith("modeldeploy_operator_api_writes_total{") and 'kind="Event"' in line:
                     events += float(line.rsplit(" ", 1)[1])
         rss = peak_rss_mb(process.pid)
-    return milestones, writes, events, rss
+    return milestones, writes, events, rss, cpu
 
 
 def main(argv: list[str] | None = None) -> Result:
@@ -298,9 +334,11 @@ def main(argv: list[str] | None = None) -> Result:
     workdir = Path(tempfile.mkdtemp(prefix="operator-scale-"))
     cluster_dir = None
     kubeconfig = args.kubeconfig
+    pids = {"benchmark": os.getpid()}
     if kubeconfig is None:
         cluster_dir = workdir / "controlplane"
-        kubeconfig = start(cluster_dir).kubeconfig
+        state = start(cluster_dir)
+        kubeconfig, pids = state.kubeconfig, {**state.pids, **pids}
     suffix = secrets.token_hex(3)
     namespaces = (f"bench-direct-{suffix}", f"bench-operator-{suffix}")
     had_service_monitors = (
@@ -312,8 +350,10 @@ def main(argv: list[str] | None = None) -> Result:
             kubectl(kubeconfig, "apply", "--server-side", "-f", str(crd))
             kubectl(kubeconfig, "wait", "--for", "condition=Established", "--timeout=60s", "-f", str(crd))
         kube = Kube(load_api_client(WORKERS + 2, kubeconfig))
-        written, direct = run_direct(kube, kubeconfig, args, namespaces[0])
-        milestones, writes, events, rss = run_operator(kube, kubeconfig, args, workdir, namespaces[1])
+        written, direct, direct_cpu = run_direct(kube, kubeconfig, args, namespaces[0], pids)
+        milestones, writes, events, rss, operator_cpu = run_operator(
+            kube, kubeconfig, args, workdir, namespaces[1], pids=pids
+        )
         elapsed = milestones["ready"]
     finally:
         if cluster_dir is not None:
@@ -332,6 +372,7 @@ def main(argv: list[str] | None = None) -> Result:
         operator_seconds=round(elapsed, 2), ratio=round(elapsed / direct, 2),
         writes_per_md=round(sum(writes.values()) / args.count, 2), minimum_writes_per_md=minimum,
         writes_by_resource=dict(sorted(writes.items())), operator_events=events, operator_peak_rss_mb=round(rss, 1),
+        cpu_seconds={"yardstick": direct_cpu, "operator": operator_cpu},
     )  # fmt: skip
     if args.json:
         print(json.dumps(asdict(result)))
@@ -354,6 +395,9 @@ def main(argv: list[str] | None = None) -> Result:
             print(f"    {key:40} {value}")
         print(f"Events posted by the operator: {events:.0f}")
         print(f"operator peak RSS: {result.operator_peak_rss_mb:.1f} MB  (target <= 150 MB at N=1000)")
+        print("CPU seconds per process:  " + "  ".join(f"{name:>12}" for name in operator_cpu))
+        for phase, spent in result.cpu_seconds.items():
+            print(f"    {phase:20}  " + "  ".join(f"{spent.get(name, 0.0):12.1f}" for name in operator_cpu))
     return result
 
 

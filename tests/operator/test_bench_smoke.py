@@ -27,3 +27,5 @@ def test_operator_scale_benchmark_smoke(crd: Cluster) -> None:
         "APPLY deployments", "APPLY services", "APPLY secrets", "APPLY servicemonitors", "APPLY modeldeployments/status"}  # fmt: skip
     assert report["writes_by_resource"]["APPLY deployments"] == 2
     assert report["operator_peak_rss_mb"] > 0
+    assert report["cpu_seconds"]["operator"]["operator"] > 0
+    assert set(report["cpu_seconds"]["yardstick"]) == {"benchmark"}  # a shared cluster: no local processes

@@ -6,7 +6,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modeldeploy_operator.model import ModelDeployment
-from modeldeploy_operator.status import Monitoring, Observed, build_status, is_ready, is_significant_change
+from modeldeploy_operator.status import (
+    Monitoring,
+    Observed,
+    build_status,
+    is_ready,
+    is_significant_change,
+    should_inspect_pods,
+)
 from tests.operator.factories import md_body
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -76,6 +83,20 @@ def test_served_version_stays_until_the_new_one_is_rolled_out() -> None:
     previous["modelVersion"] = "2"
     rolling = status_of(deployment(3, 3, 1, 3), previous=previous)
     assert rolling["modelVersion"] == "2"
+
+
+def test_pods_are_inspected_only_while_an_observed_rollout_is_unfinished() -> None:
+    md = ModelDeployment.from_body(md_body(replicas=2))
+    assert should_inspect_pods(md, deployment(2, 1, 2, 1), HASH)  # a replica is not ready
+    assert should_inspect_pods(md, deployment(3, 3, 1, 3), HASH)  # old pods still around
+    assert should_inspect_pods(md, deployment(2, 2, 2, 2, desired_hash="old"), HASH)
+    assert not should_inspect_pods(md, deployment(2, 2, 2, 2), HASH)  # complete: every pod is ready
+    assert not should_inspect_pods(
+        md, deployment(0, 0, 0, 0, observed_generation=1), HASH
+    )  # not observed yet
+    assert not should_inspect_pods(md, None, HASH)
+    scaled_to_zero = ModelDeployment.from_body(md_body(replicas=0))
+    assert not should_inspect_pods(scaled_to_zero, deployment(1, 0, 0, 0), HASH)
 
 
 def crashing_pod() -> dict[str, Any]:

@@ -31,10 +31,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# Pods are only read, to tell a crash-looping model (Degraded) from a slow rollout.
+# Pods are only listed, while a rollout is unfinished, to tell a crash-looping model (Degraded) from a slow rollout.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list"]
 # The model Service: server-side applied and watched for drift.
 - apiGroups: [""]
   resources: ["services"]

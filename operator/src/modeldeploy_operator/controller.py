@@ -27,7 +27,7 @@ from modeldeploy_operator.workqueue import Key, WorkQueue
 
 logger = logging.getLogger(__name__)
 
-CHILD_KINDS = ("Deployment", "Service", "Secret", "Pod", "ServiceMonitor")
+CHILD_KINDS = ("Deployment", "Service", "Secret", "ServiceMonitor")
 MAX_BACKOFF_SECONDS = 60.0
 
 

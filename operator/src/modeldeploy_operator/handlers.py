@@ -78,11 +78,6 @@ async def secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.controller.observe("Secret", event["type"], event["object"])
 
 
-@kopf.on.event("", "v1", "pods", labels=OWNED)
-async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.controller.observe("Pod", event["type"], event["object"])
-
-
 @kopf.on.event("monitoring.coreos.com", "v1", "servicemonitors", labels=OWNED)
 async def service_monitor_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo.controller.observe("ServiceMonitor", event["type"], event["object"])

@@ -53,11 +53,14 @@ from modeldeploy_operator.status import (
     build_status,
     condition_of,
     is_significant_change,
+    should_inspect_pods,
 )
 from modeldeploy_operator.store import Store
 from modeldeploy_runtime.apikeys import HashedKey, KeysFileError, MintedKey, mint_key, parse_keys_file
 
 logger = logging.getLogger(__name__)
+
+MAX_POD_RECHECK_SECONDS = 60.0
 
 
 @dataclass
@@ -68,6 +71,10 @@ class Outcome:
     requeue_after: float | None = None
     found: bool = True
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+
+    def requeue(self, delay: float) -> None:
+        """Ask to run again within ``delay`` seconds (the earliest of all such asks wins)."""
+        self.requeue_after = delay if self.requeue_after is None else min(self.requeue_after, delay)
 
 
 def needs_apply(desired: dict[str, Any], observed: dict[str, Any] | None) -> bool:
@@ -135,6 +142,7 @@ class Reconciler:
         self.monitoring_api = MonitoringAPI(kube, config.monitoring_api_cache_seconds)
         self.monotonic = time.monotonic
         self._progress_since: dict[tuple[str, str], float] = {}
+        self._unfinished_since: dict[tuple[str, str], float] = {}
 
     # -- writes, each followed by updating the cache with the server's answer ----------------------
     def _apply(self, obj: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
@@ -164,6 +172,7 @@ class Reconciler:
         body = self.store.get(KIND, namespace, name)
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
             self._progress_since.pop((namespace, name), None)
+            self._unfinished_since.pop((namespace, name), None)
             return Outcome(found=False)
         md = ModelDeployment.from_body(body)
         now = self.clock()
@@ -182,10 +191,11 @@ class Reconciler:
             body = self.kube.merge_patch(KIND, namespace, name, patch)
             self.store.put(KIND, body)
             outcome.writes += 1
+        desired_hash = deployment["metadata"]["annotations"][ANNOTATION_DESIRED_HASH]
         observed = Observed(
             deployment=observed_deployment,
-            desired_deployment_hash=deployment["metadata"]["annotations"][ANNOTATION_DESIRED_HASH],
-            pods=self.store.owned("Pod", namespace, name),
+            desired_deployment_hash=desired_hash,
+            pods=self._pods_of_unfinished_rollout(md, observed_deployment, desired_hash, outcome),
             monitoring=monitoring,
             client_secrets=[client_secret_name(md.name, client) for client in plan.plaintexts],
             url=service_url(md),
@@ -203,9 +213,23 @@ class Reconciler:
         for event_type, reason, message in outcome.events:
             self.kube.post_event(body, event_type=event_type, reason=reason, message=message, now=now)
         if plan.next_expiry is not None:
-            expiry = max((plan.next_expiry - now).total_seconds(), 0.0) + 0.5
-            outcome.requeue_after = min(expiry, outcome.requeue_after or expiry)
+            outcome.requeue(max((plan.next_expiry - now).total_seconds(), 0.0) + 0.5)
         return outcome
+
+    def _pods_of_unfinished_rollout(
+        self, md: ModelDeployment, deployment: Mapping[str, Any] | None, desired_hash: str, outcome: Outcome
+    ) -> list[dict[str, Any]]:
+        """The pods, read only while the rollout is unfinished (Pods are not watched: at scale their
+        events would cost more than these reads). A crash loop changes nothing on the Deployment,
+        so an unfinished rollout is looked at again, every ``pod_recheck_seconds`` at first, then
+        as far apart as it has lasted (at most ``MAX_POD_RECHECK_SECONDS``)."""
+        key = (md.namespace, md.name)
+        if not should_inspect_pods(md, deployment, desired_hash):
+            self._unfinished_since.pop(key, None)
+            return []
+        lasted = self.monotonic() - self._unfinished_since.setdefault(key, self.monotonic())
+        outcome.requeue(min(max(lasted, self.config.pod_recheck_seconds), MAX_POD_RECHECK_SECONDS))
+        return self.kube.list("Pod", md.namespace, selector_string(md)).items
 
     def _status_write_due(self, md: ModelDeployment, status: dict[str, Any], outcome: Outcome) -> bool:
         """Write condition/generation changes at once; batch mere progress (replica counts,
@@ -219,7 +243,7 @@ class Reconciler:
         if waited >= self.config.status_debounce_seconds:
             self._progress_since.pop(key, None)
             return True
-        outcome.requeue_after = self.config.status_debounce_seconds - waited
+        outcome.requeue(self.config.status_debounce_seconds - waited)
         return False
 
     def _reconcile_keys(self, md: ModelDeployment, now: datetime, outcome: Outcome) -> KeyPlan:

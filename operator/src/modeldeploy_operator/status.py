@@ -138,9 +138,10 @@ def _degradation(
     return None
 
 
-def _rollout(md: ModelDeployment, observed: Observed) -> tuple[bool, str, str, int, int]:
+def _rollout(
+    md: ModelDeployment, deployment: Mapping[str, Any] | None, desired_hash: str
+) -> tuple[bool, str, str, int, int]:
     """(complete, reason, message, replicas, readyReplicas)."""
-    deployment = observed.deployment
     desired = md.spec.replicas
     if deployment is None:
         return False, REASON_DEPLOYMENT_PENDING, "the Deployment does not exist yet", 0, 0
@@ -150,7 +151,7 @@ def _rollout(md: ModelDeployment, observed: Observed) -> tuple[bool, str, str, i
     updated = int(status.get("updatedReplicas", 0))
     available = int(status.get("availableReplicas", 0))
     annotations = deployment.get("metadata", {}).get("annotations") or {}
-    if annotations.get(ANNOTATION_DESIRED_HASH) != observed.desired_deployment_hash:
+    if annotations.get(ANNOTATION_DESIRED_HASH) != desired_hash:
         return (
             False,
             REASON_ROLLING_OUT,
@@ -181,6 +182,21 @@ def _rollout(md: ModelDeployment, observed: Observed) -> tuple[bool, str, str, i
     return False, REASON_ROLLING_OUT, message, total, ready
 
 
+def should_inspect_pods(md: ModelDeployment, deployment: Mapping[str, Any] | None, desired_hash: str) -> bool:
+    """Whether the pods may explain a rollout that is not complete (the operator reads them only then).
+
+    A Deployment the controller has not observed yet has no pods of its template to look at; a
+    complete one has every replica ready, so no pod of it can be failing.
+    """
+    if deployment is None or md.spec.replicas == 0:
+        return False
+    status = deployment.get("status") or {}
+    if int(status.get("observedGeneration", 0)) < int(deployment.get("metadata", {}).get("generation", 0)):
+        return False
+    complete, *_ = _rollout(md, deployment, desired_hash)
+    return not complete
+
+
 def _monitoring_condition(monitoring: Monitoring) -> Condition:
     if monitoring is Monitoring.APPLIED:
         return Condition(
@@ -198,7 +214,9 @@ def _monitoring_condition(monitoring: Monitoring) -> Condition:
 
 
 def compute_conditions(md: ModelDeployment, observed: Observed) -> tuple[list[Condition], int, int]:
-    complete, reason, message, replicas, ready = _rollout(md, observed)
+    complete, reason, message, replicas, ready = _rollout(
+        md, observed.deployment, observed.desired_deployment_hash
+    )
     degradation = _degradation(observed.deployment, observed.pods)
     deadline = degradation is not None and degradation[0] == REASON_PROGRESS_DEADLINE
     conditions = [

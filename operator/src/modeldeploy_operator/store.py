@@ -20,18 +20,9 @@ def _resource_version(obj: Mapping[str, Any]) -> int | None:
         return None
 
 
-def _compact(kind: str, obj: Mapping[str, Any]) -> dict[str, Any]:
-    """Keep what the reconcile reads: drop managedFields everywhere, and most of a Pod."""
+def _compact(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep what the reconcile reads: everything but managedFields."""
     metadata = {k: v for k, v in obj.get("metadata", {}).items() if k != "managedFields"}
-    if kind == "Pod":
-        keep = ("name", "namespace", "labels", "resourceVersion", "deletionTimestamp")
-        status = obj.get("status") or {}
-        return {
-            "metadata": {k: metadata[k] for k in keep if k in metadata},
-            "status": {
-                k: status[k] for k in ("phase", "containerStatuses", "initContainerStatuses") if k in status
-            },
-        }
     return {**obj, "metadata": metadata}
 
 
@@ -53,7 +44,7 @@ class Store:
                 old, new = _resource_version(current), _resource_version(obj)
                 if old is not None and new is not None and new < old:
                     return False
-            self._objects[key] = _compact(kind, obj)
+            self._objects[key] = _compact(obj)
             owner = (metadata.get("labels") or {}).get(LABEL_MODEL_DEPLOYMENT)
             if owner and kind != KIND:
                 self._by_owner.setdefault((kind, key[1], owner), set()).add(key[2])
