@@ -157,9 +157,11 @@ def test_store_keeps_the_newest_version_and_indexes_children_by_owner() -> None:
     assert "managedFields" not in store.get("Secret", "ml", "iris-apikeys")["metadata"]  # type: ignore[index]
     store.put("Secret", _obj("other", "11", owner="other"))
     assert [s["metadata"]["name"] for s in store.owned("Secret", "ml", "iris")] == ["iris-apikeys"]
+    assert store.count("Secret") == 2
     store.replace("Secret", ["ml"], [_obj("other", "12", owner="other")], list_version=12)
     assert store.get("Secret", "ml", "iris-apikeys") is None
     assert store.owned("Secret", "ml", "iris") == []
+    assert (store.count("Secret"), store.count("Service")) == (1, 0)
 
 
 # -- queue ------------------------------------------------------------------------------------------

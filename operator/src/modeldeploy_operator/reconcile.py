@@ -156,11 +156,17 @@ class Reconciler:
         self.store.remove(kind, namespace, name)
         outcome.writes += 1
 
-    def _observed_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def _observed_secret(self, md: ModelDeployment, name: str) -> dict[str, Any] | None:
         """A Secret from the cache; when the cache has none, ask the server before acting on absence
-        (a missing key Secret mints a new key, so a cache that lags must not cause a rotation)."""
+        (a missing key Secret mints a new key, so a cache that lags must not cause a rotation).
+
+        A ModelDeployment without a status has never been reconciled: the status is written after
+        the Secrets, and the cache holds everything that existed when the operator started, so
+        there is nothing the cache could have missed and no need to ask.
+        """
+        namespace = md.namespace
         cached = self.store.get("Secret", namespace, name)
-        if cached is not None:
+        if cached is not None or "observedGeneration" not in md.status:
             return cached
         live = self.kube.get("Secret", namespace, name)
         if live is not None:
@@ -260,7 +266,7 @@ class Reconciler:
             if self.store.get("Secret", md.namespace, hashes_secret_name(md.name)) is not None:
                 self._delete("Secret", md.namespace, hashes_secret_name(md.name), outcome)
             return KeyPlan(hashes=(), plaintexts={})
-        hashes_secret = self._observed_secret(md.namespace, hashes_secret_name(md.name))
+        hashes_secret = self._observed_secret(md, hashes_secret_name(md.name))
         observed_hashes: list[HashedKey] = []
         text = _secret_text(hashes_secret, APIKEYS_FILE_KEY)
         if text is not None:
@@ -272,7 +278,7 @@ class Reconciler:
                 )
         plaintexts = {
             client: _secret_text(
-                self._observed_secret(md.namespace, client_secret_name(md.name, client)), CLIENT_KEY_DATA_KEY
+                self._observed_secret(md, client_secret_name(md.name, client)), CLIENT_KEY_DATA_KEY
             )
             for client in wanted
         }

@@ -5,6 +5,7 @@ periodic re-lists and our own write responses), so a reconcile reads nothing fro
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -33,6 +34,7 @@ class Store:
         self._lock = threading.Lock()
         self._objects: dict[Key, dict[str, Any]] = {}
         self._by_owner: dict[tuple[str, str, str], set[str]] = {}  # (kind, ns, md name) -> names
+        self._counts: Counter[str] = Counter()  # kind -> objects held
 
     def put(self, kind: str, obj: Mapping[str, Any]) -> bool:
         """Remember ``obj`` unless we already hold a newer version; True when stored."""
@@ -44,6 +46,8 @@ class Store:
                 old, new = _resource_version(current), _resource_version(obj)
                 if old is not None and new is not None and new < old:
                     return False
+            else:
+                self._counts[kind] += 1
             self._objects[key] = _compact(obj)
             owner = (metadata.get("labels") or {}).get(LABEL_MODEL_DEPLOYMENT)
             if owner and kind != KIND:
@@ -55,6 +59,7 @@ class Store:
             obj = self._objects.pop((kind, namespace, name), None)
             if obj is None:
                 return
+            self._counts[kind] -= 1
             owner = (obj.get("metadata", {}).get("labels") or {}).get(LABEL_MODEL_DEPLOYMENT)
             names = self._by_owner.get((kind, namespace, owner or ""))
             if names is not None:
@@ -85,7 +90,7 @@ class Store:
 
     def count(self, kind: str) -> int:
         with self._lock:
-            return sum(1 for key in self._objects if key[0] == kind)
+            return self._counts[kind]
 
     def replace(
         self,
