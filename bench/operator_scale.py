@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -43,6 +44,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from kubernetes.client import CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch import Watch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -74,7 +79,7 @@ class Result:
     service_monitor: bool
     direct_written_seconds: float
     direct_seconds: float
-    operator_children_seconds: float
+    operator_deployments_created_seconds: float
     operator_deployments_ready_seconds: float
     operator_seconds: float
     ratio: float
@@ -83,7 +88,26 @@ class Result:
     writes_by_resource: dict[str, int]
     operator_events: float
     operator_peak_rss_mb: float
+    reconciles_per_md: float
     cpu_seconds: dict[str, dict[str, float]]  # phase -> process -> CPU seconds spent in it
+    requests_per_md: dict[str, dict[str, float]]  # phase -> "VERB resource" -> requests (all clients) / N
+
+
+@dataclass
+class Phase:
+    """One phase's measurements: milestones (seconds from its start), CPU seconds per process and
+    API requests (all clients) from its start until its last milestone."""
+
+    milestones: dict[str, float]
+    cpu: dict[str, float]
+    requests: Counter[str]
+
+
+@dataclass
+class OperatorFigures:
+    events: float  # Events it posted
+    peak_rss_mb: float
+    reconciles: float
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
@@ -103,8 +127,8 @@ def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
     return {name: round(after[name] - before.get(name, 0.0), 1) for name in after}
 
 
-def api_writes(kubeconfig: str) -> Counter[str]:
-    """Write requests per resource[/subresource] so far, from the API server's own metrics."""
+def api_requests(kubeconfig: str) -> Counter[str]:
+    """Requests so far, as "VERB resource[/subresource]", from the API server's own metrics."""
     text = kubectl(kubeconfig, "get", "--raw", "/metrics").stdout
     counts: Counter[str] = Counter()
     for line in text.splitlines():
@@ -112,12 +136,20 @@ def api_writes(kubeconfig: str) -> Counter[str]:
             continue
         labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))
         labels = {k: v.strip('"') for k, v in labels.items()}
-        if labels.get("verb") not in WRITE_VERBS or labels.get("resource") not in OUR_RESOURCES:
-            continue
         if labels.get("dry_run"):
             continue
-        key = labels["resource"] + (f"/{labels['subresource']}" if labels.get("subresource") else "")
-        counts[f"{labels['verb']} {key}"] += int(float(line.rsplit(" ", 1)[1]))
+        key = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+        counts[f"{labels.get('verb')} {key}"] += int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def operator_writes(requests: Counter[str]) -> Counter[str]:
+    """The write requests the operator makes (the controllers' PUTs are left out)."""
+    counts: Counter[str] = Counter()
+    for key, value in requests.items():
+        verb, resource = key.split(" ", 1)
+        if verb in WRITE_VERBS and resource.split("/")[0] in OUR_RESOURCES:
+            counts[key] = value
     return counts
 
 
@@ -154,53 +186,96 @@ def wait_for(what: str, probe: Callable[[], bool], timeout: float) -> None:
     while not probe():
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
+        time.sleep(0.1)
 
 
-def all_deployments_ready(kube: Kube, namespace: str, count: int) -> bool:
-    items = kube.list("Deployment", namespace).items
-    ready = sum(1 for d in items if d.get("status", {}).get("readyReplicas", 0) == d["spec"]["replicas"]
-                and d.get("status", {}).get("updatedReplicas", 0) == d["spec"]["replicas"])  # fmt: skip
-    return ready == count
+def deployment_ready(deployment: dict[str, Any]) -> bool:
+    status, wanted = deployment.get("status") or {}, deployment["spec"]["replicas"]
+    return bool(status.get("readyReplicas", 0) == wanted and status.get("updatedReplicas", 0) == wanted)
 
 
-def all_ready(kube: Kube, namespace: str, count: int) -> bool:
-    items = kube.list("ModelDeployment", namespace).items
-    ready = sum(
-        1
-        for md in items
-        if any(
-            c["type"] == "Ready" and c["status"] == "True" for c in md.get("status", {}).get("conditions", [])
-        )
-    )
-    return ready == count
+def model_deployment_ready(body: dict[str, Any]) -> bool:
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+class Follower:
+    """Follows one resource in a namespace with a watch: which objects exist, which are ``done``.
+
+    A watch costs the API server next to nothing (the events are encoded for the operator's and the
+    controllers' watches anyway), while polling a LIST of N objects every fraction of a second
+    would cost it more CPU than the work measured, and unequally in the two phases.
+    """
+
+    def __init__(self, kubeconfig: str, resource: tuple[str, str, str], namespace: str,
+                 done: Callable[[dict[str, Any]], bool]) -> None:  # fmt: skip
+        self._objects = CustomObjectsApi(load_api_client(2, kubeconfig))
+        self._resource, self._namespace, self._done = resource, namespace, done
+        self._lock = threading.Lock()
+        self._existing: set[str] = set()
+        self._finished: set[str] = set()
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self) -> None:
+        group, version, plural = self._resource
+        while True:  # a watch ends after its timeout; the next one starts with a fresh list
+            try:
+                events = Watch().stream(  # type: ignore[no-untyped-call]
+                    self._objects.list_namespaced_custom_object, group, version, self._namespace, plural,
+                    timeout_seconds=300,
+                )  # fmt: skip
+                for event in events:
+                    self._observe(event["type"], event["object"])
+            except (ApiException, OSError, ValueError):
+                time.sleep(0.5)
+
+    def _observe(self, event_type: str, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        with self._lock:
+            if event_type == "DELETED":
+                self._existing.discard(name)
+                self._finished.discard(name)
+                return
+            self._existing.add(name)
+            if self._done(obj):
+                self._finished.add(name)
+            else:
+                self._finished.discard(name)
+
+    def counts(self) -> tuple[int, int]:
+        """(objects that exist, objects that are done)."""
+        with self._lock:
+            return len(self._existing), len(self._finished)
+
+
+DEPLOYMENTS = ("apps", "v1", "deployments")
+MODEL_DEPLOYMENTS = ("modeldeploy.io", "v1alpha1", "modeldeployments")
 
 
 def run_direct(
     kube: Kube, kubeconfig: str, args: argparse.Namespace, namespace: str, pids: dict[str, int]
-) -> tuple[float, float, dict[str, float]]:
-    """(seconds until every child is written, seconds until every Deployment is ready, CPU seconds
-    per process); the namespace is deleted again before this returns."""
+) -> Phase:
+    """Milestones "written" (every child) and "ready" (every Deployment); the namespace is deleted
+    again before this returns."""
     kubectl(kubeconfig, "create", "namespace", namespace)
     objects = [
         o
         for i in range(args.count)
         for o in direct_children(f"m{i}", namespace, args.clients, args.service_monitor)
     ]
-    cpu_before = cpu_seconds(pids)
+    requests_before, cpu_before = api_requests(kubeconfig), cpu_seconds(pids)
     started = time.monotonic()
     with ThreadPoolExecutor(WORKERS) as pool:
         list(pool.map(kube.apply, objects))
     written = time.monotonic() - started
-    wait_for(
-        "the directly written Deployments to be ready",
-        lambda: all_deployments_ready(kube, namespace, args.count),
-        args.timeout,
-    )
-    elapsed = time.monotonic() - started
-    cpu = cpu_spent(cpu_before, cpu_seconds(pids))
+    # Followed only from here: parsing watch events would slow this script's own writes.
+    deployments = Follower(kubeconfig, DEPLOYMENTS, namespace, deployment_ready)
+    wait_for("the directly written Deployments to be ready", lambda: deployments.counts()[1] == args.count,
+             args.timeout)  # fmt: skip
+    phase = Phase({"written": written, "ready": time.monotonic() - started}, cpu_spent(cpu_before, cpu_seconds(pids)),
+                  api_requests(kubeconfig) - requests_before)  # fmt: skip
     kubectl(kubeconfig, "delete", "namespace", namespace, f"--timeout={args.timeout:.0f}s")
-    return written, elapsed, cpu
+    return phase
 
 
 @contextmanager
@@ -223,13 +298,14 @@ def operator(kubeconfig: str, namespace: str, log: Path) -> Iterator[tuple[subpr
             process.kill()
 
 
-def operator_metric(port: int, name: str) -> float:
+def operator_metric(port: int, name: str, label: str = "") -> float:
+    """The sum of the operator's samples of ``name`` (only those with ``label``, when given)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith(name + "{") or line.startswith(name + " ")
+        if (line.startswith(name + "{") or line.startswith(name + " ")) and label in line
     )
 
 
@@ -240,30 +316,18 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def watch_milestones(
-    kube: Kube, namespace: str, args: argparse.Namespace, started: float
+def wait_for_milestones(
+    reached: dict[str, Callable[[], bool]], started: float, timeout: float
 ) -> dict[str, float]:
-    """Seconds from ``started`` until: every child exists, every Deployment is ready, every
-    ModelDeployment is Ready (the last is the benchmark's figure; the others locate the time)."""
+    """Seconds from ``started`` until each probe in ``reached`` first holds."""
     milestones: dict[str, float] = {}
-    deadline = started + args.timeout
-    while "ready" not in milestones:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {args.timeout:.0f}s; reached: {milestones}")
-        now = time.monotonic() - started
-        if "children" not in milestones:
-            kinds = ["Deployment", "Service"] + (["ServiceMonitor"] if args.service_monitor else [])
-            if all(len(kube.list(kind, namespace).items) == args.count for kind in kinds):
-                milestones["children"] = now
-        if (
-            "children" in milestones
-            and "deployments_ready" not in milestones
-            and all_deployments_ready(kube, namespace, args.count)
-        ):
-            milestones["deployments_ready"] = now
-        if "deployments_ready" in milestones and all_ready(kube, namespace, args.count):
-            milestones["ready"] = now
-        time.sleep(0.25)
+    while len(milestones) < len(reached):
+        if time.monotonic() > started + timeout:
+            raise SystemExit(f"timed out after {timeout:.0f}s; reached: {milestones}")
+        for name, probe in reached.items():
+            if name not in milestones and probe():
+                milestones[name] = time.monotonic() - started
+        time.sleep(0.1)
     return milestones
 
 
@@ -275,7 +339,9 @@ def run_operator(
     namespace: str,
     *,
     pids: dict[str, int],
-) -> tuple[dict[str, float], Counter[str], float, float, dict[str, float]]:
+) -> tuple[Phase, OperatorFigures]:
+    """The phase (milestones "deployments" exist, "deployments_ready", every ModelDeployment
+    "ready") and the operator's own figures."""
     kubectl(kubeconfig, "create", "namespace", namespace)
     with operator(kubeconfig, namespace, workdir / "operator.log") as (process, port):
 
@@ -286,9 +352,16 @@ def run_operator(
                 return False
 
         wait_for("the operator", up, 60)
-        before = api_writes(kubeconfig)
+        requests_before = api_requests(kubeconfig)
         items = [model_deployment(f"m{i}", namespace, args.clients) for i in range(args.count)]
         pids = {**pids, "operator": process.pid}
+        deployments = Follower(kubeconfig, DEPLOYMENTS, namespace, deployment_ready)
+        model_deployments = Follower(kubeconfig, MODEL_DEPLOYMENTS, namespace, model_deployment_ready)
+        reached = {  # every Deployment exists, every one is ready, every ModelDeployment is Ready
+            "deployments": lambda: deployments.counts()[0] == args.count,
+            "deployments_ready": lambda: deployments.counts()[1] == args.count,
+            "ready": lambda: model_deployments.counts()[1] == args.count,
+        }
         cpu_before = cpu_seconds(pids)
         started = time.monotonic()
         kubectl(
@@ -299,18 +372,55 @@ def run_operator(
             "-",
             stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
         )
-        milestones = watch_milestones(kube, namespace, args, started)
+        milestones = wait_for_milestones(reached, started, args.timeout)
         cpu = cpu_spent(cpu_before, cpu_seconds(pids))
         time.sleep(args.settle)  # writes that trail Ready (there should be none) are counted too
-        writes = api_writes(kubeconfig) - before
-        writes.pop("APPLY modeldeployments", None)  # this script creating the ModelDeployments (kubectl)
-        events = 0.0
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            for line in response.read().decode().splitlines():
-                if line.startswith("modeldeploy_operator_api_writes_total{") and 'kind="Event"' in line:
-                    events += float(line.rsplit(" ", 1)[1])
-        rss = peak_rss_mb(process.pid)
-    return milestones, writes, events, rss, cpu
+        phase = Phase(milestones, cpu, api_requests(kubeconfig) - requests_before)
+        figures = OperatorFigures(
+            events=operator_metric(port, "modeldeploy_operator_api_writes_total", 'kind="Event"'),
+            peak_rss_mb=peak_rss_mb(process.pid),
+            reconciles=operator_metric(port, "modeldeploy_operator_reconciles_total"),
+        )
+    return phase, figures
+
+
+def print_report(r: Result) -> None:
+    print(
+        f"ModelDeployments: {r.count} ({r.clients} client(s) each, ServiceMonitor CRD: {r.service_monitor})"
+    )
+    print(
+        f"direct-write yardstick: {r.direct_written_seconds:7.1f} s writing every child, "
+        f"{r.direct_seconds:7.1f} s until every Deployment is ready"
+    )
+    print(
+        f"operator:               {r.operator_deployments_created_seconds:7.1f} s until every Deployment exists, "
+        f"{r.operator_deployments_ready_seconds:7.1f} s until every Deployment is ready"
+    )
+    print(
+        f"operator:               {r.operator_seconds:7.1f} s until every ModelDeployment is Ready  "
+        f"(ratio {r.ratio:.2f}, target <= 1.5)"
+    )
+    print(
+        f"API writes per ModelDeployment: {r.writes_per_md:.2f}  "
+        f"(minimum {r.minimum_writes_per_md}, target <= {r.minimum_writes_per_md + 1})"
+    )
+    for key, value in r.writes_by_resource.items():
+        print(f"    {key:40} {value}")
+    print(
+        f"Events posted by the operator: {r.operator_events:.0f}; reconciles per ModelDeployment: {r.reconciles_per_md:.2f}"
+    )
+    print(f"operator peak RSS: {r.operator_peak_rss_mb:.1f} MB  (target <= 150 MB at N=1000)")
+    processes = list(r.cpu_seconds["operator"])
+    print("CPU seconds per process:  " + "  ".join(f"{name:>12}" for name in processes))
+    for phase, spent in r.cpu_seconds.items():
+        print(f"    {phase:20}  " + "  ".join(f"{spent.get(name, 0.0):12.1f}" for name in processes))
+    print("API requests per ModelDeployment (all clients), the 12 most frequent in either phase:")
+    yardstick, operator_phase = r.requests_per_md["yardstick"], r.requests_per_md["operator"]
+    top = Counter(yardstick) | Counter(operator_phase)
+    for key, _ in top.most_common(12):
+        print(
+            f"    {key:40} yardstick {yardstick.get(key, 0.0):6.2f}   operator {operator_phase.get(key, 0.0):6.2f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> Result:
@@ -350,11 +460,8 @@ def main(argv: list[str] | None = None) -> Result:
             kubectl(kubeconfig, "apply", "--server-side", "-f", str(crd))
             kubectl(kubeconfig, "wait", "--for", "condition=Established", "--timeout=60s", "-f", str(crd))
         kube = Kube(load_api_client(WORKERS + 2, kubeconfig))
-        written, direct, direct_cpu = run_direct(kube, kubeconfig, args, namespaces[0], pids)
-        milestones, writes, events, rss, operator_cpu = run_operator(
-            kube, kubeconfig, args, workdir, namespaces[1], pids=pids
-        )
-        elapsed = milestones["ready"]
+        direct = run_direct(kube, kubeconfig, args, namespaces[0], pids)
+        operated, figures = run_operator(kube, kubeconfig, args, workdir, namespaces[1], pids=pids)
     finally:
         if cluster_dir is not None:
             stop(cluster_dir)
@@ -364,40 +471,27 @@ def main(argv: list[str] | None = None) -> Result:
             if args.service_monitor and not had_service_monitors:
                 kubectl(kubeconfig, "delete", "-f", str(SERVICE_MONITOR_CRD), "--timeout=60s", check=False)
     minimum = 3 + args.clients + int(args.service_monitor) + 2
+    writes = operator_writes(operated.requests)
+    writes.pop("APPLY modeldeployments", None)  # this script creating the ModelDeployments (kubectl)
+    written, direct_seconds = direct.milestones["written"], direct.milestones["ready"]
+    milestones, elapsed = operated.milestones, operated.milestones["ready"]
     result = Result(
         count=args.count, clients=args.clients, service_monitor=args.service_monitor,
-        direct_written_seconds=round(written, 2), direct_seconds=round(direct, 2),
-        operator_children_seconds=round(milestones["children"], 2),
+        direct_written_seconds=round(written, 2), direct_seconds=round(direct_seconds, 2),
+        operator_deployments_created_seconds=round(milestones["deployments"], 2),
         operator_deployments_ready_seconds=round(milestones["deployments_ready"], 2),
-        operator_seconds=round(elapsed, 2), ratio=round(elapsed / direct, 2),
+        operator_seconds=round(elapsed, 2), ratio=round(elapsed / direct_seconds, 2),
         writes_per_md=round(sum(writes.values()) / args.count, 2), minimum_writes_per_md=minimum,
-        writes_by_resource=dict(sorted(writes.items())), operator_events=events, operator_peak_rss_mb=round(rss, 1),
-        cpu_seconds={"yardstick": direct_cpu, "operator": operator_cpu},
+        writes_by_resource=dict(sorted(writes.items())), operator_events=figures.events, operator_peak_rss_mb=round(figures.peak_rss_mb, 1),
+        reconciles_per_md=round(figures.reconciles / args.count, 2),
+        cpu_seconds={"yardstick": direct.cpu, "operator": operated.cpu},
+        requests_per_md={name: {key: round(value / args.count, 2) for key, value in phase.requests.most_common()}
+                         for name, phase in (("yardstick", direct), ("operator", operated))},
     )  # fmt: skip
     if args.json:
         print(json.dumps(asdict(result)))
     else:
-        print(
-            f"ModelDeployments: {args.count} ({args.clients} client(s) each, ServiceMonitor CRD: {args.service_monitor})"
-        )
-        print(
-            f"direct-write yardstick: {written:7.1f} s writing every child, {direct:7.1f} s until every Deployment is ready"
-        )
-        print(f"operator:               {milestones['children']:7.1f} s until every child exists, "
-              f"{milestones['deployments_ready']:7.1f} s until every Deployment is ready")  # fmt: skip
-        print(
-            f"operator:               {elapsed:7.1f} s until every ModelDeployment is Ready  (ratio {result.ratio:.2f}, target <= 1.5)"
-        )
-        print(
-            f"API writes per ModelDeployment: {result.writes_per_md:.2f}  (minimum {minimum}, target <= {minimum + 1})"
-        )
-        for key, value in result.writes_by_resource.items():
-            print(f"    {key:40} {value}")
-        print(f"Events posted by the operator: {events:.0f}")
-        print(f"operator peak RSS: {result.operator_peak_rss_mb:.1f} MB  (target <= 150 MB at N=1000)")
-        print("CPU seconds per process:  " + "  ".join(f"{name:>12}" for name in operator_cpu))
-        for phase, spent in result.cpu_seconds.items():
-            print(f"    {phase:20}  " + "  ".join(f"{spent.get(name, 0.0):12.1f}" for name in operator_cpu))
+        print_report(result)
     return result
 
 
