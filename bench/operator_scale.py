@@ -48,6 +48,7 @@ from typing import Any
 from kubernetes.client import CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch import Watch
+from urllib3.exceptions import HTTPError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -226,7 +227,7 @@ class Follower:
                 )  # fmt: skip
                 for event in events:
                     self._observe(event["type"], event["object"])
-            except (ApiException, OSError, ValueError):
+            except (ApiException, HTTPError, OSError, ValueError):  # e.g. the cluster stopping at the end
                 time.sleep(0.5)
 
     def _observe(self, event_type: str, obj: dict[str, Any]) -> None:
