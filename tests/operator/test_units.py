@@ -153,6 +153,7 @@ def test_store_keeps_the_newest_version_and_indexes_children_by_owner() -> None:
     store = Store()
     assert store.put("Secret", _obj("iris-apikeys", "10"))
     assert not store.put("Secret", _obj("iris-apikeys", "9"))
+    assert not store.put("Secret", _obj("iris-apikeys", "10"))  # the echo of a version already held
     assert store.get("Secret", "ml", "iris-apikeys")["metadata"]["resourceVersion"] == "10"  # type: ignore[index]
     assert "managedFields" not in store.get("Secret", "ml", "iris-apikeys")["metadata"]  # type: ignore[index]
     store.put("Secret", _obj("other", "11", owner="other"))

@@ -64,13 +64,14 @@ class Controller:
         self.metrics.managed.set(self.store.count(KIND))
 
     def observe(self, kind: str, event_type: str | None, obj: Mapping[str, Any]) -> None:
-        """A watch event: update the cache and queue the ModelDeployment it concerns."""
+        """A watch event: update the cache and queue the ModelDeployment it concerns, unless the
+        event tells nothing new (the echo of our own write, whose response is cached already)."""
         metadata = obj.get("metadata", {})
         namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
         if event_type == "DELETED":
             self.store.remove(kind, namespace, name)
-        else:
-            self.store.put(kind, obj)
+        elif not self.store.put(kind, obj):
+            return
         if kind == KIND:
             self.metrics.managed.set(self.store.count(KIND))
             if event_type != "DELETED":

@@ -37,14 +37,15 @@ class Store:
         self._counts: Counter[str] = Counter()  # kind -> objects held
 
     def put(self, kind: str, obj: Mapping[str, Any]) -> bool:
-        """Remember ``obj`` unless we already hold a newer version; True when stored."""
+        """Remember ``obj`` unless we already hold this or a newer version; True when it was news
+        (a watch event that echoes our own write, whose response is already here, is not)."""
         metadata = obj.get("metadata", {})
         key = (kind, metadata.get("namespace", ""), metadata.get("name", ""))
         with self._lock:
             current = self._objects.get(key)
             if current is not None:
                 old, new = _resource_version(current), _resource_version(obj)
-                if old is not None and new is not None and new < old:
+                if old is not None and new is not None and new <= old:
                     return False
             else:
                 self._counts[kind] += 1
