@@ -215,17 +215,24 @@ class Follower:
         self._lock = threading.Lock()
         self._existing: set[str] = set()
         self._finished: set[str] = set()
+        self._stopped = threading.Event()
         threading.Thread(target=self._follow, daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop following (the watch in flight ends with its timeout or its cluster)."""
+        self._stopped.set()
 
     def _follow(self) -> None:
         group, version, plural = self._resource
-        while True:  # a watch ends after its timeout; the next one starts with a fresh list
+        while not self._stopped.is_set():  # a watch ends after its timeout; the next one lists afresh
             try:
                 events = Watch().stream(  # type: ignore[no-untyped-call]
                     self._objects.list_namespaced_custom_object, group, version, self._namespace, plural,
                     timeout_seconds=300,
                 )  # fmt: skip
                 for event in events:
+                    if self._stopped.is_set():
+                        return
                     self._observe(event["type"], event["object"])
             except (ApiException, HTTPError, OSError, ValueError):  # e.g. the cluster stopping at the end
                 time.sleep(0.5)
@@ -256,8 +263,7 @@ MODEL_DEPLOYMENTS = ("modeldeploy.io", "v1alpha1", "modeldeployments")
 def run_direct(
     kube: Kube, kubeconfig: str, args: argparse.Namespace, namespace: str, pids: dict[str, int]
 ) -> Phase:
-    """Milestones "written" (every child) and "ready" (every Deployment); the namespace is deleted
-    again before this returns."""
+    """Milestones "written" (every child) and "ready" (every Deployment)."""
     kubectl(kubeconfig, "create", "namespace", namespace)
     objects = [
         o
@@ -273,10 +279,9 @@ def run_direct(
     deployments = Follower(kubeconfig, DEPLOYMENTS, namespace, deployment_ready)
     wait_for("the directly written Deployments to be ready", lambda: deployments.counts()[1] == args.count,
              args.timeout)  # fmt: skip
-    phase = Phase({"written": written, "ready": time.monotonic() - started}, cpu_spent(cpu_before, cpu_seconds(pids)),
-                  api_requests(kubeconfig) - requests_before)  # fmt: skip
-    kubectl(kubeconfig, "delete", "namespace", namespace, f"--timeout={args.timeout:.0f}s")
-    return phase
+    elapsed, cpu = time.monotonic() - started, cpu_spent(cpu_before, cpu_seconds(pids))
+    deployments.stop()
+    return Phase({"written": written, "ready": elapsed}, cpu, api_requests(kubeconfig) - requests_before)
 
 
 @contextmanager
@@ -333,7 +338,6 @@ def wait_for_milestones(
 
 
 def run_operator(
-    kube: Kube,
     kubeconfig: str,
     args: argparse.Namespace,
     workdir: Path,
@@ -375,6 +379,8 @@ def run_operator(
         )
         milestones = wait_for_milestones(reached, started, args.timeout)
         cpu = cpu_spent(cpu_before, cpu_seconds(pids))
+        deployments.stop()
+        model_deployments.stop()
         time.sleep(args.settle)  # writes that trail Ready (there should be none) are counted too
         phase = Phase(milestones, cpu, api_requests(kubeconfig) - requests_before)
         figures = OperatorFigures(
@@ -383,6 +389,23 @@ def run_operator(
             reconciles=operator_metric(port, "modeldeploy_operator_reconciles_total"),
         )
     return phase, figures
+
+
+@contextmanager
+def control_plane(args: argparse.Namespace, directory: Path) -> Iterator[tuple[str, dict[str, int]]]:
+    """(kubeconfig, PIDs of its processes) of a fresh private control plane for one phase, so both
+    phases start from identical, empty clusters; or of the ``--kubeconfig`` cluster. The CRDs are
+    installed either way."""
+    state = None if args.kubeconfig else start(directory)
+    kubeconfig = state.kubeconfig if state else args.kubeconfig
+    try:
+        for crd in [CRD] + ([SERVICE_MONITOR_CRD] if args.service_monitor else []):
+            kubectl(kubeconfig, "apply", "--server-side", "-f", str(crd))
+            kubectl(kubeconfig, "wait", "--for", "condition=Established", "--timeout=60s", "-f", str(crd))
+        yield kubeconfig, dict(state.pids) if state else {}
+    finally:
+        if state is not None:
+            stop(directory)
 
 
 def print_report(r: Result) -> None:
@@ -443,34 +466,29 @@ def main(argv: list[str] | None = None) -> Result:
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="operator-scale-"))
-    cluster_dir = None
-    kubeconfig = args.kubeconfig
-    pids = {"benchmark": os.getpid()}
-    if kubeconfig is None:
-        cluster_dir = workdir / "controlplane"
-        state = start(cluster_dir)
-        kubeconfig, pids = state.kubeconfig, {**state.pids, **pids}
     suffix = secrets.token_hex(3)
     namespaces = (f"bench-direct-{suffix}", f"bench-operator-{suffix}")
-    had_service_monitors = (
-        kubectl(kubeconfig, "get", "crd", "servicemonitors.monitoring.coreos.com", check=False).returncode
-        == 0
-    )
+    shared = args.kubeconfig
+    had_service_monitors = shared is not None and kubectl(
+        shared, "get", "crd", "servicemonitors.monitoring.coreos.com", check=False
+    ).returncode == 0  # fmt: skip
+    benchmark = {"benchmark": os.getpid()}
     try:
-        for crd in [CRD] + ([SERVICE_MONITOR_CRD] if args.service_monitor else []):
-            kubectl(kubeconfig, "apply", "--server-side", "-f", str(crd))
-            kubectl(kubeconfig, "wait", "--for", "condition=Established", "--timeout=60s", "-f", str(crd))
-        kube = Kube(load_api_client(WORKERS + 2, kubeconfig))
-        direct = run_direct(kube, kubeconfig, args, namespaces[0], pids)
-        operated, figures = run_operator(kube, kubeconfig, args, workdir, namespaces[1], pids=pids)
+        with control_plane(args, workdir / "yardstick") as (kubeconfig, pids):
+            kube = Kube(load_api_client(WORKERS + 2, kubeconfig))
+            direct = run_direct(kube, kubeconfig, args, namespaces[0], {**pids, **benchmark})
+        if shared is not None:  # the operator phase starts from a cluster as empty as this one was
+            kubectl(shared, "delete", "namespace", namespaces[0], f"--timeout={args.timeout:.0f}s")
+        with control_plane(args, workdir / "operator") as (kubeconfig, pids):
+            operated, figures = run_operator(
+                kubeconfig, args, workdir, namespaces[1], pids={**pids, **benchmark}
+            )
     finally:
-        if cluster_dir is not None:
-            stop(cluster_dir)
-        else:  # leave a shared cluster as it was
+        if shared is not None:  # leave a shared cluster as it was
             for namespace in namespaces:
-                kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false", check=False)
+                kubectl(shared, "delete", "namespace", namespace, "--wait=false", check=False)
             if args.service_monitor and not had_service_monitors:
-                kubectl(kubeconfig, "delete", "-f", str(SERVICE_MONITOR_CRD), "--timeout=60s", check=False)
+                kubectl(shared, "delete", "-f", str(SERVICE_MONITOR_CRD), "--timeout=60s", check=False)
     minimum = 3 + args.clients + int(args.service_monitor) + 2
     writes = operator_writes(operated.requests)
     writes.pop("APPLY modeldeployments", None)  # this script creating the ModelDeployments (kubectl)
