@@ -6,11 +6,13 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
+import kopf
 import pytest
 
 from modeldeploy_operator.cli import parse_args
 from modeldeploy_operator.config import ConfigError, OperatorConfig, config_from_env
 from modeldeploy_operator.drift import contains, quantity_value
+from modeldeploy_operator.handlers import CHILD_RESOURCES, OWNED_SELECTOR, configure_settings
 from modeldeploy_operator.keyring import KeyPlan, plan_keys
 from modeldeploy_operator.model import InvalidModelURIError, Scheme, parse_model_uri
 from modeldeploy_operator.store import Store
@@ -213,3 +215,13 @@ def test_config_from_env_and_flags() -> None:
         config_from_env({"MODELDEPLOY_KEY_ROTATION_GRACE_SECONDS": "soon"})
     with pytest.raises(SystemExit):
         parse_args(["--namespace", "a", "--all-namespaces"], config)
+
+
+def test_the_children_are_watched_through_a_server_side_label_selector() -> None:
+    settings = kopf.OperatorSettings()
+    configure_settings(settings)
+    for group, version, plural in CHILD_RESOURCES:
+        resource = kopf.Resource(group, version, plural)
+        assert settings.watching.label_selectors.collect(resource) == [OWNED_SELECTOR]
+    model_deployments = kopf.Resource("modeldeploy.io", "v1alpha1", "modeldeployments")
+    assert settings.watching.label_selectors.collect(model_deployments) == []

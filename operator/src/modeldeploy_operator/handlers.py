@@ -16,6 +16,7 @@ from modeldeploy_operator.constants import (
     GROUP,
     KOPF_ANNOTATION_PREFIX,
     LABEL_MANAGED_BY,
+    LABEL_MODEL_DEPLOYMENT,
     OPERATOR_NAME,
     PLURAL,
     VERSION,
@@ -24,6 +25,15 @@ from modeldeploy_operator.controller import Controller
 from modeldeploy_operator.metrics import OperatorMetrics
 
 OWNED = {LABEL_MANAGED_BY: OPERATOR_NAME}
+# The children's watches, filtered by the API server: only our objects reach the operator (kopf's
+# ``labels=`` filter alone would stream every Secret and Deployment of the cluster to it).
+OWNED_SELECTOR = f"{LABEL_MANAGED_BY}={OPERATOR_NAME},{LABEL_MODEL_DEPLOYMENT}"
+CHILD_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("", "v1", "secrets"),
+    ("monitoring.coreos.com", "v1", "servicemonitors"),
+)
 WATCH_SERVER_TIMEOUT_SECONDS = 270
 WATCH_CLIENT_TIMEOUT_SECONDS = 300
 
@@ -54,6 +64,8 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT_SECONDS
     settings.watching.connect_timeout = 30
+    for resource in CHILD_RESOURCES:
+        settings.watching.label_selectors[resource] = OWNED_SELECTOR
     # Our own prefix for anything kopf may store, never kopf.zalando.org.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = NoDiffBaseStorage()
