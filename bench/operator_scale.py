@@ -1,12 +1,12 @@
 """Benchmark: the operator at scale against a plain script writing the same children directly.
 
-One run, one control plane (a private one started here, or ``--kubeconfig``):
+Each round has two phases, each on a fresh private control plane (or both on ``--kubeconfig``,
+the yardstick's namespace deleted before the operator phase), so both start from an empty cluster:
 
 1. yardstick: a script server-side-applies the very objects the operator would build (Deployment,
    Service, hashes Secret, one Secret per client, ServiceMonitor) for N names with the same
    number of threads as operator workers, then waits until every Deployment has all replicas
-   ready; its namespace is then deleted, and the next phase starts once it is gone, so both
-   phases start from the same, empty cluster;
+   ready;
 2. operator: ``modeldeploy-operator`` runs as a subprocess, N ModelDeployments are applied at once
    and the clock stops when every one reports ``Ready=True``.
 
@@ -20,7 +20,7 @@ operator's peak RSS (VmHWM); the CPU seconds each process (etcd, API server, con
 this script, the operator) spent in each phase, to show where the time goes.
 
     .venv/bin/python bench/operator_scale.py --count 100
-    .venv/bin/python bench/operator_scale.py --count 1000
+    .venv/bin/python bench/operator_scale.py --count 1000 --timeout 2400 --repeat 3
     .venv/bin/python bench/operator_scale.py --count 3 --timeout 240   # the smoke run of the tests
 """
 
