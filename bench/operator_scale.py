@@ -80,7 +80,7 @@ class Result:
     service_monitor: bool
     direct_written_seconds: float
     direct_seconds: float
-    operator_children_seconds: float
+    operator_status_seconds: float
     operator_seconds: float
     ratio: float
     writes_per_md: float
@@ -196,7 +196,7 @@ def deployment_ready(deployment: dict[str, Any]) -> bool:
 
 
 def has_status(body: dict[str, Any]) -> bool:
-    """The operator writes the first status after every child: this is "every child exists"."""
+    """The operator writes the first status after every child, within the status debounce."""
     return "observedGeneration" in (body.get("status") or {})
 
 
@@ -344,8 +344,8 @@ def run_operator(
     *,
     pids: dict[str, int],
 ) -> tuple[Phase, OperatorFigures]:
-    """The phase (milestones: every ModelDeployment has a status, i.e. all its "children" exist;
-    every one is "ready") and the operator's own figures."""
+    """The phase (milestones: every ModelDeployment has a "status", every one is "ready") and the
+    operator's own figures."""
     kubectl(kubeconfig, "create", "namespace", namespace)
     with operator(kubeconfig, namespace, workdir / "operator.log") as (process, port):
 
@@ -362,9 +362,9 @@ def run_operator(
         # Only the ModelDeployments are followed: following the Deployments as well would add a
         # watch that parses every Deployment status update to the measured phase.
         model_deployments = Follower(kubeconfig, MODEL_DEPLOYMENTS, namespace,
-                                     {"children": has_status, "ready": model_deployment_ready})  # fmt: skip
+                                     {"status": has_status, "ready": model_deployment_ready})  # fmt: skip
         reached = {
-            "children": lambda: model_deployments.count("children") == args.count,
+            "status": lambda: model_deployments.count("status") == args.count,
             "ready": lambda: model_deployments.count("ready") == args.count,
         }
         cpu_before = cpu_seconds(pids)
@@ -416,8 +416,7 @@ def print_report(r: Result) -> None:
         f"{r.direct_seconds:7.1f} s until every Deployment is ready"
     )
     print(
-        f"operator:               {r.operator_children_seconds:7.1f} s until every child exists "
-        "(every ModelDeployment has a status)"
+        f"operator:               {r.operator_status_seconds:7.1f} s until every ModelDeployment has a status"
     )
     print(
         f"operator:               {r.operator_seconds:7.1f} s until every ModelDeployment is Ready  "
@@ -485,7 +484,7 @@ def run_round(args: argparse.Namespace, workdir: Path) -> Result:
     return Result(
         count=args.count, clients=args.clients, service_monitor=args.service_monitor,
         direct_written_seconds=round(written, 2), direct_seconds=round(direct_seconds, 2),
-        operator_children_seconds=round(milestones["children"], 2),
+        operator_status_seconds=round(milestones["status"], 2),
         operator_seconds=round(elapsed, 2), ratio=round(elapsed / direct_seconds, 2),
         writes_per_md=round(sum(writes.values()) / args.count, 2), minimum_writes_per_md=minimum,
         writes_by_resource=dict(sorted(writes.items())), operator_events=figures.events, operator_peak_rss_mb=round(figures.peak_rss_mb, 1),

@@ -30,5 +30,6 @@ def test_operator_scale_benchmark_smoke(crd: Cluster) -> None:
     # A shared cluster: no control-plane processes of its own to account; the operator's are.
     assert set(report["cpu_seconds"]["yardstick"]) == {"benchmark"}
     assert set(report["cpu_seconds"]["operator"]) == {"benchmark", "operator"}
-    assert report["requests_per_md"]["operator"]["APPLY modeldeployments/status"] == 2
+    # Progressing and then Ready, or Ready alone when the rollout ends within the status debounce.
+    assert 1 <= report["requests_per_md"]["operator"]["APPLY modeldeployments/status"] <= 2
     assert report["reconciles_per_md"] >= 1

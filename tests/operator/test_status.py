@@ -11,6 +11,7 @@ from modeldeploy_operator.status import (
     Observed,
     build_status,
     is_ready,
+    is_rollout_in_progress,
     is_significant_change,
     should_inspect_pods,
 )
@@ -97,6 +98,12 @@ def test_pods_are_inspected_only_while_an_observed_rollout_is_unfinished() -> No
     assert not should_inspect_pods(md, None, HASH)
     scaled_to_zero = ModelDeployment.from_body(md_body(replicas=0))
     assert not should_inspect_pods(scaled_to_zero, deployment(1, 0, 0, 0), HASH)
+
+
+def test_only_a_rollout_without_failure_counts_as_in_progress() -> None:
+    assert is_rollout_in_progress(status_of(deployment(2, 1, 2, 1)))  # may wait for the debounce
+    assert not is_rollout_in_progress(status_of(deployment(2, 2, 2, 2)))  # Ready: written at once
+    assert not is_rollout_in_progress(status_of(deployment(2, 1, 2, 1), pods=[crashing_pod()]))  # Degraded
 
 
 def crashing_pod() -> dict[str, Any]:

@@ -52,6 +52,7 @@ from modeldeploy_operator.status import (
     Observed,
     build_status,
     condition_of,
+    is_rollout_in_progress,
     is_significant_change,
     should_inspect_pods,
 )
@@ -208,8 +209,8 @@ class Reconciler:
             selector=selector_string(md),
         )
         status = build_status(md, observed, now)
-        self._collect_transition_events(md, status, monitoring, outcome)
         if not contains(dict(md.status), status) and self._status_write_due(md, status, outcome):
+            self._collect_transition_events(md, status, monitoring, outcome)  # posted with the status
             logger.debug("%s/%s: status %s -> %s", namespace, name, _summary(md.status), _summary(status))
             applied = self.kube.apply({"apiVersion": API_VERSION, "kind": KIND,
                                        "metadata": {"name": name, "namespace": namespace}, "status": status},
@@ -238,10 +239,14 @@ class Reconciler:
         return self.kube.list("Pod", md.namespace, selector_string(md)).items
 
     def _status_write_due(self, md: ModelDeployment, status: dict[str, Any], outcome: Outcome) -> bool:
-        """Write condition/generation changes at once; batch mere progress (replica counts,
-        messages) for ``status_debounce_seconds`` so a rollout is not one status write per pod."""
+        """Write Ready, Degraded and other condition changes at once. Batch for
+        ``status_debounce_seconds`` what only reports a rollout in progress (a new generation
+        rolling out, replica counts, messages): a rollout is then not one status write per pod,
+        and one that finishes within the window needs no Progressing write at all. Until the
+        write, ``observedGeneration`` lags, which kstatus readers take as "in progress"."""
         key = (md.namespace, md.name)
-        if is_significant_change(md.status, status) or self.config.status_debounce_seconds <= 0:
+        urgent = is_significant_change(md.status, status) and not is_rollout_in_progress(status)
+        if urgent or self.config.status_debounce_seconds <= 0:
             self._progress_since.pop(key, None)
             return True
         since = self._progress_since.setdefault(key, self.monotonic())

@@ -297,6 +297,16 @@ def _essence(status: Mapping[str, Any]) -> tuple[object, ...]:
     )
 
 
+def is_rollout_in_progress(status: Mapping[str, Any]) -> bool:
+    """The status reports a rollout that is neither finished nor failing: Progressing only."""
+    states = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    return (
+        states.get(CONDITION_PROGRESSING) == "True"
+        and states.get(CONDITION_READY) == "False"
+        and states.get(CONDITION_DEGRADED) == "False"
+    )
+
+
 def is_significant_change(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
     """False when only replica counts or condition messages moved (a rollout in progress)."""
     return _essence(before) != _essence(after)
