@@ -182,12 +182,24 @@ def direct_children(name: str, namespace: str, clients: int, service_monitor: bo
     return objects
 
 
-def wait_for(what: str, probe: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+def wait_for_milestones(
+    reached: dict[str, Callable[[], bool]], started: float, timeout: float
+) -> dict[str, float]:
+    """Seconds from ``started`` until each probe in ``reached`` first holds."""
+    milestones: dict[str, float] = {}
+    while len(milestones) < len(reached):
+        if time.monotonic() > started + timeout:
+            missing = ", ".join(name for name in reached if name not in milestones)
+            raise SystemExit(f"timed out after {timeout:.0f}s waiting for {missing}; reached: {milestones}")
+        for name, probe in reached.items():
+            if name not in milestones and probe():
+                milestones[name] = time.monotonic() - started
         time.sleep(0.1)
+    return milestones
+
+
+def wait_for(what: str, probe: Callable[[], bool], timeout: float) -> None:
+    wait_for_milestones({what: probe}, time.monotonic(), timeout)
 
 
 def deployment_ready(deployment: dict[str, Any]) -> bool:
@@ -319,21 +331,6 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def wait_for_milestones(
-    reached: dict[str, Callable[[], bool]], started: float, timeout: float
-) -> dict[str, float]:
-    """Seconds from ``started`` until each probe in ``reached`` first holds."""
-    milestones: dict[str, float] = {}
-    while len(milestones) < len(reached):
-        if time.monotonic() > started + timeout:
-            raise SystemExit(f"timed out after {timeout:.0f}s; reached: {milestones}")
-        for name, probe in reached.items():
-            if name not in milestones and probe():
-                milestones[name] = time.monotonic() - started
-        time.sleep(0.1)
-    return milestones
 
 
 def run_operator(

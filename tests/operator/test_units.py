@@ -11,8 +11,9 @@ import pytest
 
 from modeldeploy_operator.cli import parse_args
 from modeldeploy_operator.config import ConfigError, OperatorConfig, config_from_env
+from modeldeploy_operator.constants import OWNED_SELECTOR
 from modeldeploy_operator.drift import contains, quantity_value
-from modeldeploy_operator.handlers import CHILD_RESOURCES, OWNED_SELECTOR, configure_settings
+from modeldeploy_operator.handlers import CHILD_RESOURCES, configure_settings
 from modeldeploy_operator.keyring import KeyPlan, plan_keys
 from modeldeploy_operator.model import InvalidModelURIError, Scheme, parse_model_uri
 from modeldeploy_operator.store import Store

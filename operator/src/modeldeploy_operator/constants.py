@@ -26,6 +26,8 @@ LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 LABEL_MODEL_DEPLOYMENT: Final = f"{GROUP}/model-deployment"
 LABEL_CLIENT: Final = f"{GROUP}/client"
+# Every child the operator manages carries both labels; its watches and re-lists select on them.
+OWNED_SELECTOR: Final = f"{LABEL_MANAGED_BY}={OPERATOR_NAME},{LABEL_MODEL_DEPLOYMENT}"
 
 APP_NAME: Final = "modeldeploy-runtime"
 PART_OF: Final = "modeldeploy"

@@ -15,9 +15,8 @@ from modeldeploy_operator.config import OperatorConfig
 from modeldeploy_operator.constants import (
     EVENT_RECONCILE_FAILED,
     KIND,
-    LABEL_MANAGED_BY,
     LABEL_MODEL_DEPLOYMENT,
-    OPERATOR_NAME,
+    OWNED_SELECTOR,
 )
 from modeldeploy_operator.kube import RESOURCES, Kube, KubeError, load_api_client
 from modeldeploy_operator.metrics import OperatorMetrics
@@ -51,12 +50,11 @@ class Controller:
     def relist(self) -> None:
         """LIST everything we watch into the cache (blocking: run it in a thread)."""
         scope = None if self.config.all_namespaces else list(self.config.namespaces)
-        selector = f"{LABEL_MANAGED_BY}={OPERATOR_NAME},{LABEL_MODEL_DEPLOYMENT}"
         for kind in (KIND, *CHILD_KINDS):
             if kind == "ServiceMonitor" and not self.reconciler.monitoring_api.available():
                 continue
             for namespace in self._namespaces():
-                result = self.kube.list(kind, namespace, None if kind == KIND else selector)
+                result = self.kube.list(kind, namespace, None if kind == KIND else OWNED_SELECTOR)
                 for item in result.items:  # a LIST leaves these out of its items
                     item.setdefault("apiVersion", RESOURCES[kind][2])
                     item.setdefault("kind", kind)

@@ -16,8 +16,8 @@ from modeldeploy_operator.constants import (
     GROUP,
     KOPF_ANNOTATION_PREFIX,
     LABEL_MANAGED_BY,
-    LABEL_MODEL_DEPLOYMENT,
     OPERATOR_NAME,
+    OWNED_SELECTOR,
     PLURAL,
     VERSION,
 )
@@ -25,9 +25,8 @@ from modeldeploy_operator.controller import Controller
 from modeldeploy_operator.metrics import OperatorMetrics
 
 OWNED = {LABEL_MANAGED_BY: OPERATOR_NAME}
-# The children's watches, filtered by the API server: only our objects reach the operator (kopf's
-# ``labels=`` filter alone would stream every Secret and Deployment of the cluster to it).
-OWNED_SELECTOR = f"{LABEL_MANAGED_BY}={OPERATOR_NAME},{LABEL_MODEL_DEPLOYMENT}"
+# The children's watches, filtered by the API server with OWNED_SELECTOR: only our objects reach the
+# operator (kopf's ``labels=`` filter alone would stream every Secret and Deployment of the cluster).
 CHILD_RESOURCES = (
     ("apps", "v1", "deployments"),
     ("", "v1", "services"),
