@@ -515,7 +515,8 @@ def run_round(args: argparse.Namespace, workdir: Path) -> Result:
     writes.pop("APPLY modeldeployments", None)  # this script creating the ModelDeployments
     written, direct_seconds = direct.milestones["written"], direct.milestones["ready"]
     milestones, elapsed = operated.milestones, operated.milestones["ready"]
-    print(f"{workdir.name}: ratio {elapsed / direct_seconds:.2f}", file=sys.stderr)
+    print(f"{workdir.name}: ratio {elapsed / direct_seconds:.2f}, operator peak RSS {figures.peak_rss_mb:.1f} MB",
+          file=sys.stderr)  # fmt: skip
     for name, phase, seconds in (("yardstick", direct, direct_seconds), ("operator", operated, elapsed)):
         spent = ", ".join(f"{process} {cpu:.1f}" for process, cpu in phase.cpu.items())
         print(f"    {name}: {seconds:.1f} s, {sum(phase.cpu.values()):.1f} CPU-s ({spent})", file=sys.stderr)

@@ -13,7 +13,7 @@ from modeldeploy_operator.cli import parse_args
 from modeldeploy_operator.config import ConfigError, OperatorConfig, config_from_env
 from modeldeploy_operator.constants import OWNED_SELECTOR
 from modeldeploy_operator.drift import contains, quantity_value
-from modeldeploy_operator.handlers import CHILD_RESOURCES, configure_settings
+from modeldeploy_operator.handlers import CHILD_RESOURCES, QUEUEING_IDLE_TIMEOUT_SECONDS, configure_settings
 from modeldeploy_operator.keyring import KeyPlan, plan_keys
 from modeldeploy_operator.model import InvalidModelURIError, Scheme, parse_model_uri
 from modeldeploy_operator.store import Store
@@ -226,3 +226,14 @@ def test_the_children_are_watched_through_a_server_side_label_selector() -> None
         assert settings.watching.label_selectors.collect(resource) == [OWNED_SELECTOR]
     model_deployments = kopf.Resource("modeldeploy.io", "v1alpha1", "modeldeployments")
     assert settings.watching.label_selectors.collect(model_deployments) == []
+
+
+def test_kopf_lets_an_idle_object_worker_go_soon() -> None:
+    """A burst of new objects must not keep a kopf worker and queue per object for 5 s."""
+    settings = kopf.OperatorSettings()
+    configure_settings(settings)
+    assert (
+        settings.queueing.idle_timeout
+        == QUEUEING_IDLE_TIMEOUT_SECONDS
+        < kopf.OperatorSettings().queueing.idle_timeout
+    )

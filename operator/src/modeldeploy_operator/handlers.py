@@ -58,6 +58,9 @@ class NoDiffBaseStorage(kopf.DiffBaseStorage):
         return None
 
 
+QUEUEING_IDLE_TIMEOUT_SECONDS = 0.5
+
+
 def configure_settings(settings: kopf.OperatorSettings) -> None:
     # A watch without timeouts can hang silently forever after a network blip.
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
@@ -72,6 +75,10 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     # kopf would turn handler log lines into Events; we post meaningful transitions ourselves.
     settings.posting.enabled = False
     settings.networking.request_timeout = 60
+    # kopf keeps a worker task and queue per object until it has been idle this long (5 s by
+    # default); our handlers only cache and queue, so a short life keeps a burst of new objects
+    # (N ModelDeployments applied at once, and their children) from piling up in memory.
+    settings.queueing.idle_timeout = QUEUEING_IDLE_TIMEOUT_SECONDS
 
 
 @kopf.on.startup()
