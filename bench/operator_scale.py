@@ -132,33 +132,34 @@ def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
     return {name: round(after[name] - before.get(name, 0.0), 1) for name in after}
 
 
+def api_server_samples(kubeconfig: str, name: str) -> Iterator[tuple[dict[str, str], float]]:
+    """(labels, value) of every sample of the API server's metric ``name`` right now."""
+    for line in kubectl(kubeconfig, "get", "--raw", "/metrics").stdout.splitlines():
+        if line.startswith(name + "{"):
+            labels = line[line.index("{") + 1 : line.index("}")].split(",")
+            yield (
+                {k: v.strip('"') for k, v in (part.split("=", 1) for part in labels)},
+                float(line.rsplit(" ", 1)[1]),
+            )
+
+
 def api_requests(kubeconfig: str) -> Counter[str]:
     """Requests so far, as "VERB resource[/subresource]", from the API server's own metrics."""
-    text = kubectl(kubeconfig, "get", "--raw", "/metrics").stdout
     counts: Counter[str] = Counter()
-    for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))
-        labels = {k: v.strip('"') for k, v in labels.items()}
+    for labels, value in api_server_samples(kubeconfig, "apiserver_request_total"):
         if labels.get("dry_run"):
             continue
         key = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
-        counts[f"{labels.get('verb')} {key}"] += int(float(line.rsplit(" ", 1)[1]))
+        counts[f"{labels.get('verb')} {key}"] += int(value)
     return counts
 
 
 def open_watches(kubeconfig: str) -> Counter[str]:
     """Open WATCH requests per resource right now (the API server's ``apiserver_longrunning_requests``)."""
-    text = kubectl(kubeconfig, "get", "--raw", "/metrics").stdout
     watches: Counter[str] = Counter()
-    for line in text.splitlines():
-        if (
-            line.startswith("apiserver_longrunning_requests{")
-            and 'verb="WATCH"' in line
-            and 'resource="' in line
-        ):
-            watches[line.split('resource="', 1)[1].split('"', 1)[0]] += int(float(line.rsplit(" ", 1)[1]))
+    for labels, value in api_server_samples(kubeconfig, "apiserver_longrunning_requests"):
+        if labels.get("verb") == "WATCH" and labels.get("resource"):
+            watches[labels["resource"]] += int(value)
     return +watches  # only the positive counts
 
 
@@ -362,8 +363,7 @@ def run_operator(
     """The phase (milestones: every ModelDeployment has a "status", every one is "ready") and the
     operator's own figures."""
     kubectl(kubeconfig, "create", "namespace", namespace)
-    watched = ["modeldeployments", "deployments", "services", "secrets"]
-    watched += ["servicemonitors"] if args.service_monitor else []
+    watched = OUR_RESOURCES if args.service_monitor else OUR_RESOURCES - {"servicemonitors"}
     watches_before = open_watches(kubeconfig)
     with operator(kubeconfig, namespace, workdir / "operator.log") as (process, port):
 
