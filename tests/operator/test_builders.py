@@ -144,7 +144,10 @@ def test_version_or_digest_change_changes_the_pod_template_but_keys_do_not() -> 
     )
     assert bumped["spec"]["template"]["metadata"]["annotations"]["modeldeploy.io/model-version"] == "4"
     assert digest["spec"]["template"]["metadata"]["annotations"]["modeldeploy.io/model-sha256"] == SHA
-    assert base != bumped["spec"]["template"] != digest["spec"]["template"]
+    templates = [base, bumped["spec"]["template"], digest["spec"]["template"]]
+    pairs = [(a, b) for i, a in enumerate(templates) for b in templates[i + 1 :]]
+    assert len(pairs) == 3
+    assert all(a != b for a, b in pairs)  # base, bumped and digest: every pair differs
     with_other_client = build_deployment(md(auth={"clients": [{"name": "other"}]}), CONFIG)["spec"][
         "template"
     ]

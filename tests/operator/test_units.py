@@ -13,9 +13,10 @@ from modeldeploy_operator.cli import parse_args
 from modeldeploy_operator.config import ConfigError, OperatorConfig, config_from_env
 from modeldeploy_operator.constants import OWNED_SELECTOR
 from modeldeploy_operator.drift import contains, quantity_value
-from modeldeploy_operator.handlers import CHILD_RESOURCES, QUEUEING_IDLE_TIMEOUT_SECONDS, configure_settings
+from modeldeploy_operator.handlers import OWNED, QUEUEING_IDLE_TIMEOUT_SECONDS, configure_settings
 from modeldeploy_operator.keyring import KeyPlan, plan_keys
 from modeldeploy_operator.model import InvalidModelURIError, Scheme, parse_model_uri
+from modeldeploy_operator.resources import CHILDREN, MODEL_DEPLOYMENT, SECRET, SERVICE, WATCHED, Role
 from modeldeploy_operator.store import Store
 from modeldeploy_operator.workqueue import WorkQueue
 from modeldeploy_runtime.apikeys import HashedKey, KeyVerifier, mint_key
@@ -117,7 +118,10 @@ def test_removing_a_client_revokes_its_keys_at_once() -> None:
     first = plan(["billing", "search"], {}, [])
     after = plan(["billing"], first.plaintexts, first.hashes)
     assert {h.client for h in after.hashes} == {"billing"}
-    assert len(after.revoked) == 1
+    assert after.next_expiry is None  # no grace period for a removed client
+    verifier = KeyVerifier(after.hashes)
+    assert verifier.verify(first.plaintexts["search"], NOW) is None
+    assert verifier.verify(first.plaintexts["billing"], NOW) == "billing"
 
 
 # -- drift ------------------------------------------------------------------------------------------
@@ -154,18 +158,18 @@ def _obj(name: str, rv: str, owner: str = "iris") -> dict[str, object]:
 
 def test_store_keeps_the_newest_version_and_indexes_children_by_owner() -> None:
     store = Store()
-    assert store.put("Secret", _obj("iris-apikeys", "10"))
-    assert not store.put("Secret", _obj("iris-apikeys", "9"))
-    assert not store.put("Secret", _obj("iris-apikeys", "10"))  # the echo of a version already held
-    assert store.get("Secret", "ml", "iris-apikeys")["metadata"]["resourceVersion"] == "10"  # type: ignore[index]
-    assert "managedFields" not in store.get("Secret", "ml", "iris-apikeys")["metadata"]  # type: ignore[index]
-    store.put("Secret", _obj("other", "11", owner="other"))
-    assert [s["metadata"]["name"] for s in store.owned("Secret", "ml", "iris")] == ["iris-apikeys"]
-    assert store.count("Secret") == 2
-    store.replace("Secret", ["ml"], [_obj("other", "12", owner="other")], list_version=12)
-    assert store.get("Secret", "ml", "iris-apikeys") is None
-    assert store.owned("Secret", "ml", "iris") == []
-    assert (store.count("Secret"), store.count("Service")) == (1, 0)
+    assert store.put(SECRET, _obj("iris-apikeys", "10"))
+    assert not store.put(SECRET, _obj("iris-apikeys", "9"))
+    assert not store.put(SECRET, _obj("iris-apikeys", "10"))  # the echo of a version already held
+    assert store.get(SECRET, "ml", "iris-apikeys")["metadata"]["resourceVersion"] == "10"  # type: ignore[index]
+    assert "managedFields" not in store.get(SECRET, "ml", "iris-apikeys")["metadata"]  # type: ignore[index]
+    store.put(SECRET, _obj("other", "11", owner="other"))
+    assert [s["metadata"]["name"] for s in store.owned(SECRET, "ml", "iris")] == ["iris-apikeys"]
+    assert store.count(SECRET) == 2
+    store.replace(SECRET, ["ml"], [_obj("other", "12", owner="other")], list_version=12)
+    assert store.get(SECRET, "ml", "iris-apikeys") is None
+    assert store.owned(SECRET, "ml", "iris") == []
+    assert (store.count(SECRET), store.count(SERVICE)) == (1, 0)
 
 
 # -- queue ------------------------------------------------------------------------------------------
@@ -221,10 +225,13 @@ def test_config_from_env_and_flags() -> None:
 def test_the_children_are_watched_through_a_server_side_label_selector() -> None:
     settings = kopf.OperatorSettings()
     configure_settings(settings)
-    for group, version, plural in CHILD_RESOURCES:
-        resource = kopf.Resource(group, version, plural)
+    assert {child.kind for child in CHILDREN} == {"Deployment", "Service", "Secret", "ServiceMonitor"}
+    for child in CHILDREN:
+        resource = kopf.Resource(child.group, child.version, child.plural)
         assert settings.watching.label_selectors.collect(resource) == [OWNED_SELECTOR]
-    model_deployments = kopf.Resource("modeldeploy.io", "v1alpha1", "modeldeployments")
+    model_deployments = kopf.Resource(
+        MODEL_DEPLOYMENT.group, MODEL_DEPLOYMENT.version, MODEL_DEPLOYMENT.plural
+    )
     assert settings.watching.label_selectors.collect(model_deployments) == []
 
 
@@ -237,3 +244,15 @@ def test_kopf_lets_an_idle_object_worker_go_soon() -> None:
         == QUEUEING_IDLE_TIMEOUT_SECONDS
         < kopf.OperatorSettings().queueing.idle_timeout
     )
+
+
+def test_kopf_watches_every_row_of_the_resource_table_and_only_those() -> None:
+    watched = {}
+    for handler in kopf.get_default_registry()._watching.get_all_handlers():
+        assert handler.selector is not None
+        watched[(handler.selector.group, handler.selector.version, handler.id)] = handler.labels
+    assert watched == {
+        (resource.group, resource.version, resource.kind): (None if resource.role is Role.PRIMARY else OWNED)
+        for resource in WATCHED
+    }
+    assert {resource.kind for resource in WATCHED} == {"ModelDeployment"} | {child.kind for child in CHILDREN}
