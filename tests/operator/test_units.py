@@ -127,8 +127,18 @@ def test_removing_a_client_revokes_its_keys_at_once() -> None:
 # -- drift ------------------------------------------------------------------------------------------
 def test_contains_ignores_server_defaults_but_not_changed_or_missing_fields() -> None:
     desired = {"spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80}]}]}}
-    observed = {"spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80, "protocol": "TCP"}],
-                                         "imagePullPolicy": "Always"}], "dnsPolicy": "ClusterFirst"}}  # fmt: skip
+    observed = {
+        "spec": {
+            "containers": [
+                {
+                    "name": "a",
+                    "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                    "imagePullPolicy": "Always",
+                }
+            ],
+            "dnsPolicy": "ClusterFirst",
+        }
+    }
     assert contains(observed, desired)
     assert not contains({"spec": {"containers": []}}, desired)
     assert not contains({"spec": {"containers": [{"name": "b", "ports": [{"containerPort": 80}]}]}}, desired)
@@ -256,3 +266,7 @@ def test_kopf_watches_every_row_of_the_resource_table_and_only_those() -> None:
         for resource in WATCHED
     }
     assert {resource.kind for resource in WATCHED} == {"ModelDeployment"} | {child.kind for child in CHILDREN}
+
+
+def test_an_empty_environment_gives_the_defaults_of_the_settings() -> None:
+    assert config_from_env({}) == OperatorConfig(all_namespaces=True)
