@@ -40,8 +40,13 @@ CONFIG = OperatorConfig(
 )
 
 
+def quick_backoff(failures: int) -> float:
+    """``retry_delay`` shape at a tenth of the scale, so a test waits for retries briefly."""
+    return retry_delay(failures) / 10
+
+
 def controller(kube: MemoryKube, config: OperatorConfig = CONFIG) -> Controller:
-    return Controller(config, OperatorMetrics(), kube, clock=lambda: NOW)
+    return Controller(config, OperatorMetrics(), kube, clock=lambda: NOW, backoff=quick_backoff)
 
 
 def sample(metrics: OperatorMetrics, name: str, **labels: str) -> float:
@@ -165,7 +170,7 @@ def test_a_failing_reconcile_is_retried_with_backoff_and_reported_once() -> None
         )
 
     running(ctl, scenario)
-    assert time.monotonic() - started >= retry_delay(1) + retry_delay(2)  # it waited, it did not spin
+    assert time.monotonic() - started >= quick_backoff(1) + quick_backoff(2)  # it waited, it did not spin
     assert sample(ctl.metrics, "modeldeploy_operator_reconciles_total", result="error") == 2
     assert sample(ctl.metrics, "modeldeploy_operator_reconciles_total", result="success") >= 1
     warnings = [o for (k, _, _), o in kube.objects.items() if k == EVENT.kind and o["type"] == "Warning"]
