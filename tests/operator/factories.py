@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 from modeldeploy_operator.model import ModelDeployment
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)  # the clock of the unit tests
 
 
 def md_body(name: str = "iris", namespace: str = "ml", **spec: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -26,10 +25,9 @@ from modeldeploy_operator.resources import (
     SERVICE,
     SERVICE_MONITOR,
 )
-from tests.operator.factories import md_body
+from tests.operator.factories import NOW, md_body
 from tests.operator.memory_kube import MemoryKube
 
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 CONFIG = OperatorConfig(
     namespaces=("ml",),
     metrics_port=0,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -31,10 +31,9 @@ from modeldeploy_operator.resources import (
 from modeldeploy_operator.status import condition_of
 from modeldeploy_operator.store import Store
 from modeldeploy_runtime.apikeys import KeyVerifier, parse_keys_file
-from tests.operator.factories import crash_looping_pod, md_body
+from tests.operator.factories import NOW, crash_looping_pod, md_body
 from tests.operator.memory_kube import MemoryKube, Write
 
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 CONFIG = OperatorConfig(
     runtime_image="registry.example/model-runtime:test",
     status_debounce_seconds=2.0,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from modeldeploy_operator.model import ModelDeployment
@@ -15,9 +14,8 @@ from modeldeploy_operator.status import (
     is_significant_change,
     should_inspect_pods,
 )
-from tests.operator.factories import crash_looping_pod, md_body
+from tests.operator.factories import NOW, crash_looping_pod, md_body
 
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 HASH = "abc"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import kopf
 import pytest
@@ -20,9 +20,8 @@ from modeldeploy_operator.resources import CHILDREN, MODEL_DEPLOYMENT, SECRET, S
 from modeldeploy_operator.store import Store
 from modeldeploy_operator.workqueue import WorkQueue
 from modeldeploy_runtime.apikeys import HashedKey, KeyVerifier, mint_key
-from tests.operator.factories import md
+from tests.operator.factories import NOW, md
 
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GRACE = timedelta(seconds=300)
 
 
