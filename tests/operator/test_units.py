@@ -15,6 +15,7 @@ from modeldeploy_operator.constants import OWNED_SELECTOR
 from modeldeploy_operator.drift import contains, quantity_value
 from modeldeploy_operator.handlers import OWNED, QUEUEING_IDLE_TIMEOUT_SECONDS, configure_settings
 from modeldeploy_operator.keyring import KeyPlan, plan_keys
+from modeldeploy_operator.metrics import OperatorMetrics
 from modeldeploy_operator.model import InvalidModelURIError, Scheme, parse_model_uri
 from modeldeploy_operator.resources import CHILDREN, MODEL_DEPLOYMENT, SECRET, SERVICE, WATCHED, Role
 from modeldeploy_operator.store import Store
@@ -269,3 +270,21 @@ def test_kopf_watches_every_row_of_the_resource_table_and_only_those() -> None:
 
 def test_an_empty_environment_gives_the_defaults_of_the_settings() -> None:
     assert config_from_env({}) == OperatorConfig(all_namespaces=True)
+
+
+def test_the_ready_gauge_follows_each_cached_model_deployments_ready_condition() -> None:
+    metrics = OperatorMetrics()
+    ready = {
+        "metadata": {"namespace": "ml", "name": "a"},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    not_ready = {
+        "metadata": {"namespace": "ml", "name": "b"},
+        "status": {"conditions": [{"type": "Ready", "status": "False"}]},
+    }
+    metrics.watch_readiness(lambda: [ready, not_ready, {"metadata": {"namespace": "ml", "name": "c"}}])
+    gauge = "modeldeploy_operator_modeldeployment_ready"
+    samples = {
+        name: metrics.registry.get_sample_value(gauge, {"namespace": "ml", "name": name}) for name in "abc"
+    }
+    assert samples == {"a": 1.0, "b": 0.0, "c": 0.0}
