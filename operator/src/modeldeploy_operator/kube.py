@@ -73,6 +73,7 @@ def load_api_client(pool_size: int, kubeconfig: str | None = None) -> client.Api
     # Imported here: the client takes a second to import, and only a running operator needs it
     # (the controller's and the reconcile's unit tests use an in-memory KubeAPI).
     from kubernetes import client, config  # noqa: PLC0415
+
     configuration = client.Configuration()
     if kubeconfig is not None:
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
