@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modeldeploy_runtime.dataplane import DataPlane
-from modeldeploy_runtime.model import PREDICT, PREDICT_PROBA, InputError, load_model
+from modeldeploy_runtime.serving.dataplane import DataPlane
+from modeldeploy_runtime.serving.model import PREDICT, PREDICT_PROBA, InputError, load_model
 from tests.runtime.conftest import IRIS_ROW
 
 

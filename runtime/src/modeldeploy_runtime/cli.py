@@ -18,12 +18,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modeldeploy_runtime.aws_lambda.cli import add_lambda_commands, run_lambda_command
 from modeldeploy_runtime.errors import StartupError
-from modeldeploy_runtime.lambda_cli import add_lambda_commands, run_lambda_command
 from modeldeploy_runtime.logs import configure_logging
-from modeldeploy_runtime.metrics_dir import prepare_metrics_dir
-from modeldeploy_runtime.registry_cli import add_package_and_registry_commands, run_command
-from modeldeploy_runtime.settings import ENV_PREFIX, RuntimeSettings, describe_validation_error, flag_name
+from modeldeploy_runtime.packaging.cli import add_package_and_registry_commands, run_command
+from modeldeploy_runtime.serving.metrics_dir import prepare_metrics_dir
+from modeldeploy_runtime.serving.settings import (
+    ENV_PREFIX,
+    RuntimeSettings,
+    describe_validation_error,
+    flag_name,
+)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -99,7 +104,7 @@ def _serve(arguments: argparse.Namespace) -> int:
     try:
         # Imported only now: prometheus-client picks its multi-process storage at import time,
         # and the serving stack (numpy, scikit-learn) is not needed for `fetch` or `--help`.
-        from modeldeploy_runtime.server import serve  # noqa: PLC0415
+        from modeldeploy_runtime.serving.server import serve  # noqa: PLC0415
 
         return serve(settings)
     except StartupError as error:

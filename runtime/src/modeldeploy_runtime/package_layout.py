@@ -1,7 +1,7 @@
 """A model package on disk, and the checks shared by packaging and the registry.
 
 A package is a folder ``<name>/<version>/`` holding ``model.<format>`` and, beside it,
-``model.<format>.metadata.json`` (the file :mod:`modeldeploy_runtime.model` reads when loading).
+``model.<format>.metadata.json`` (the file :mod:`modeldeploy_runtime.serving.model` reads when loading).
 This module imports no machine-learning library, so registry commands start quickly.
 """
 

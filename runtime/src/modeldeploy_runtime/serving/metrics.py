@@ -13,7 +13,13 @@ from collections.abc import Iterable
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
 
-from modeldeploy_runtime.model import MAX_CLASS_LABELS, PREDICT, PREDICT_PROBA, LoadedModel, installed_version
+from modeldeploy_runtime.serving.model import (
+    MAX_CLASS_LABELS,
+    PREDICT,
+    PREDICT_PROBA,
+    LoadedModel,
+    installed_version,
+)
 
 PROTOCOL_V1 = "v1"
 PROTOCOL_V2 = "v2"

@@ -7,7 +7,7 @@ Layout under the registry root (a directory, a PVC mount or ``s3://bucket/prefix
     <name>/<version>/model.<format>.metadata.json
 
 Registering uploads the artifact and its metadata with create-only writes, then adds the version
-to the index with an atomic read-modify-write (see :mod:`modeldeploy_runtime.registry_store`),
+to the index with an atomic read-modify-write (see :mod:`modeldeploy_runtime.packaging.registry_store`),
 so concurrent registrations of different versions all land and a version is never replaced.
 The index stores paths relative to the model's folder, so a copied registry keeps working.
 
@@ -31,7 +31,7 @@ from modeldeploy_runtime.package_layout import (
     check_identifier,
     utc_now,
 )
-from modeldeploy_runtime.registry_store import (
+from modeldeploy_runtime.packaging.registry_store import (
     ObjectExistsError,
     ObjectNotFoundError,
     RegistryStore,

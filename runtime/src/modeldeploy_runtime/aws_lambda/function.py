@@ -1,7 +1,7 @@
 """The AWS Lambda entry point: ``modeldeploy_runtime.aws_lambda.handler``.
 
 Each HTTP event (API Gateway REST or HTTP API, or a function URL; see
-:mod:`modeldeploy_runtime.lambda_events`) is handed to the very ASGI application the HTTP
+:mod:`modeldeploy_runtime.aws_lambda.events`) is handed to the very ASGI application the HTTP
 server runs, so routes, validation, the API-key check, the body limit and every status code
 and body are the server's own. The model is loaded and warmed up once per container, on the
 first invocation, and kept with its event loop at module scope for the container's life.
@@ -31,16 +31,21 @@ import orjson
 from pydantic import ValidationError
 
 from modeldeploy_runtime.apikeys import KeysFileError, KeyVerifier, parse_keys_file
-from modeldeploy_runtime.app import Message, RuntimeApp, create_app
-from modeldeploy_runtime.auth import Authenticator, FixedKeys, KeysFile
-from modeldeploy_runtime.dataplane import DataPlane
+from modeldeploy_runtime.aws_lambda.bundle import CONFIG_NAME, BundleError, read_config
+from modeldeploy_runtime.aws_lambda.events import (
+    HttpRequest,
+    UnsupportedEventError,
+    parse_event,
+    render_result,
+)
 from modeldeploy_runtime.errors import RequestError, StartupError
-from modeldeploy_runtime.lambda_bundle import CONFIG_NAME, BundleError, read_config
-from modeldeploy_runtime.lambda_events import HttpRequest, UnsupportedEventError, parse_event, render_result
 from modeldeploy_runtime.logs import configure_logging
-from modeldeploy_runtime.metrics import RuntimeMetrics
-from modeldeploy_runtime.server import load_configured_model
-from modeldeploy_runtime.settings import ENV_PREFIX, RuntimeSettings, describe_validation_error
+from modeldeploy_runtime.serving.app import Message, RuntimeApp, create_app
+from modeldeploy_runtime.serving.auth import Authenticator, FixedKeys, KeysFile
+from modeldeploy_runtime.serving.dataplane import DataPlane
+from modeldeploy_runtime.serving.factory import load_configured_model
+from modeldeploy_runtime.serving.metrics import RuntimeMetrics
+from modeldeploy_runtime.serving.settings import ENV_PREFIX, RuntimeSettings, describe_validation_error
 
 log = logging.getLogger(__name__)
 

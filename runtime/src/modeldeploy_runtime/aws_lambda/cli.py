@@ -1,7 +1,7 @@
 """``modeldeploy-runtime lambda package|deploy``: the same packaged model, served on AWS Lambda.
 
 ``package`` turns a folder written by ``modeldeploy-runtime package`` into a deployment zip
-(see :mod:`modeldeploy_runtime.lambda_bundle`); ``deploy`` creates or updates the function from
+(see :mod:`modeldeploy_runtime.aws_lambda.bundle`); ``deploy`` creates or updates the function from
 that zip and publishes a version carrying the model version. User errors end with one line on
 stderr and exit 1; bad flags exit 2 (argparse). boto3 is imported only when ``deploy`` runs.
 """
@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from modeldeploy_runtime.lambda_bundle import (
+from modeldeploy_runtime.aws_lambda.bundle import (
     HANDLER,
     MAX_DIRECT_UPLOAD_BYTES,
     BundleError,
@@ -179,7 +179,7 @@ def run_lambda_deploy(arguments: argparse.Namespace) -> int:
         model_version = check_identifier("--model-version", arguments.model_version or config.version)
     except (LambdaCommandError, BundleError, PackagingError) as error:
         return _fail(str(error))
-    from modeldeploy_runtime.lambda_deploy import (  # noqa: PLC0415 - boto3 is slow to import
+    from modeldeploy_runtime.aws_lambda.deploy import (  # noqa: PLC0415 - boto3 is slow to import
         DeployError,
         DeployRequest,
         deploy_function,

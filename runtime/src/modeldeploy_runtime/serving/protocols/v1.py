@@ -8,8 +8,8 @@ import numpy as np
 import orjson
 
 from modeldeploy_runtime.errors import RequestError
-from modeldeploy_runtime.model import LoadedModel
-from modeldeploy_runtime.protocols.arrays import DUMP_OPTIONS, decode_json, to_array, to_json_value
+from modeldeploy_runtime.serving.model import LoadedModel
+from modeldeploy_runtime.serving.protocols.arrays import DUMP_OPTIONS, decode_json, to_array, to_json_value
 
 
 def parse_predict_request(body: bytes, model: LoadedModel) -> np.ndarray:

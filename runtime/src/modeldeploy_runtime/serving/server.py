@@ -16,24 +16,21 @@ import logging
 import os
 import signal
 import socket
-import tempfile
 import time
-from pathlib import Path
 from types import FrameType
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from modeldeploy_runtime.apikeys import KeysFileError
-from modeldeploy_runtime.app import create_app
-from modeldeploy_runtime.auth import read_keys_file
-from modeldeploy_runtime.dataplane import DataPlane
 from modeldeploy_runtime.errors import StartupError
-from modeldeploy_runtime.fetch import FetchError, fetch_artifact
-from modeldeploy_runtime.metrics import RuntimeMetrics, forget_process, serve_metrics
-from modeldeploy_runtime.model import LoadedModel, ModelLoadError, load_model
-from modeldeploy_runtime.settings import RuntimeSettings
-from modeldeploy_runtime.storage import is_remote
+from modeldeploy_runtime.serving.app import create_app
+from modeldeploy_runtime.serving.auth import read_keys_file
+from modeldeploy_runtime.serving.dataplane import DataPlane
+from modeldeploy_runtime.serving.factory import load_configured_model
+from modeldeploy_runtime.serving.metrics import RuntimeMetrics, forget_process, serve_metrics
+from modeldeploy_runtime.serving.model import LoadedModel
+from modeldeploy_runtime.serving.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
 
@@ -168,31 +165,6 @@ def _fork_worker(settings: RuntimeSettings, model: LoadedModel, sock: socket.soc
     finally:
         logging.shutdown()
         os._exit(code)
-
-
-def _resolve_model_path(settings: RuntimeSettings) -> Path:
-    uri = settings.model_uri
-    if is_remote(uri):
-        target = Path(tempfile.mkdtemp(prefix="modeldeploy-model-"))
-        try:
-            return fetch_artifact(uri, target, settings.model_sha256)
-        except FetchError as error:
-            raise StartupError(str(error)) from None
-    return Path(uri.removeprefix("file://"))
-
-
-def load_configured_model(settings: RuntimeSettings) -> LoadedModel:
-    try:
-        return load_model(
-            _resolve_model_path(settings),
-            name=settings.model_name,
-            version=settings.model_version,
-            model_format=settings.resolved_format,
-            expected_sha256=settings.model_sha256,
-            trusted_types=settings.trusted_types,
-        )
-    except ModelLoadError as error:
-        raise StartupError(str(error)) from None
 
 
 class Supervisor:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modeldeploy_runtime.model import InputError, LoadedModel
+from modeldeploy_runtime.serving.model import InputError, LoadedModel
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import orjson
 
 from modeldeploy_runtime import __version__
 from modeldeploy_runtime.errors import RequestError
-from modeldeploy_runtime.model import PREDICT, PREDICT_PROBA, LoadedModel, installed_version
-from modeldeploy_runtime.protocols.arrays import DUMP_OPTIONS, decode_json, to_array, to_json_value
+from modeldeploy_runtime.serving.model import PREDICT, PREDICT_PROBA, LoadedModel, installed_version
+from modeldeploy_runtime.serving.protocols.arrays import DUMP_OPTIONS, decode_json, to_array, to_json_value
 
 SERVER_NAME = "modeldeploy-runtime"
 

@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 from sklearn.utils import get_tags
 
-from modeldeploy_runtime.settings import ModelFormat
+from modeldeploy_runtime.serving.settings import ModelFormat
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import orjson
 
-from modeldeploy_runtime.auth import UNAUTHORIZED_MESSAGE, Authenticator, KeysFile
-from modeldeploy_runtime.dataplane import DataPlane
 from modeldeploy_runtime.errors import RequestError
-from modeldeploy_runtime.metrics import PROTOCOL_NONE, PROTOCOL_V1, PROTOCOL_V2, RuntimeMetrics
-from modeldeploy_runtime.model import PREDICT, InputError
-from modeldeploy_runtime.protocols import v1, v2
-from modeldeploy_runtime.settings import RuntimeSettings
+from modeldeploy_runtime.serving.auth import UNAUTHORIZED_MESSAGE, Authenticator, KeysFile
+from modeldeploy_runtime.serving.dataplane import DataPlane
+from modeldeploy_runtime.serving.metrics import PROTOCOL_NONE, PROTOCOL_V1, PROTOCOL_V2, RuntimeMetrics
+from modeldeploy_runtime.serving.model import PREDICT, InputError
+from modeldeploy_runtime.serving.protocols import v1, v2
+from modeldeploy_runtime.serving.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
 
