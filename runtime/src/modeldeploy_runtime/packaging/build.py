@@ -11,7 +11,6 @@ default must be named by the caller (``trusted_types``); the artifact never deci
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -28,14 +27,16 @@ import skops.io
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from modeldeploy_runtime.files import sha256_bytes
 from modeldeploy_runtime.package_layout import (
     ARTIFACT_STEM,
     METADATA_SUFFIX,
-    ArtifactFormat,
+    ModelFormat,
     Package,
     PackagingError,
     check_format,
     check_identifier,
+    format_of_file,
     utc_now,
 )
 
@@ -94,7 +95,7 @@ def untrusted_skops_types(data: bytes, trusted_types: Iterable[str]) -> list[str
     return sorted(set(skops.io.get_untrusted_types(data=data)) - set(trusted_types))
 
 
-def serialise(model: Any, model_format: ArtifactFormat, trusted_types: Iterable[str] = ()) -> bytes:
+def serialise(model: Any, model_format: ModelFormat, trusted_types: Iterable[str] = ()) -> bytes:
     """The artifact's bytes; skops types outside the trusted set are refused as the runtime would."""
     if model_format == "skops":
         try:
@@ -123,7 +124,7 @@ def build_metadata(
     *,
     name: str,
     version: str,
-    model_format: ArtifactFormat,
+    model_format: ModelFormat,
     artifact_name: str,
     data: bytes,
     user_metadata: Mapping[str, Any],
@@ -134,7 +135,7 @@ def build_metadata(
         "version": version,
         "format": model_format,
         "artifact": artifact_name,
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": sha256_bytes(data),
         "size_bytes": len(data),
         **describe_model(model),
         "created_at": created_at,
@@ -220,7 +221,7 @@ def load_estimator(path: Path, trusted_types: Iterable[str] = ()) -> Any:
         data = path.read_bytes()
     except OSError as error:
         raise PackagingError(f"cannot read model file {path}: {error.strerror or error}") from None
-    if path.suffix == ".skops":
+    if format_of_file(path.name) == "skops":
         try:
             refused = untrusted_skops_types(data, trusted_types)
         except Exception as error:

@@ -17,13 +17,13 @@ A reference is ``NAME@VERSION`` or ``NAME@ALIAS``; an alias can never share a ve
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from modeldeploy_runtime.files import sha256_bytes
 from modeldeploy_runtime.package_layout import (
     METADATA_SUFFIX,
     Package,
@@ -243,7 +243,7 @@ def register(store: RegistryStore, package: Package) -> RegisteredVersion:
             store,
             f"{name}/{artifact}{METADATA_SUFFIX}",
             package.metadata_path,
-            hashlib.sha256(metadata_bytes).hexdigest(),
+            sha256_bytes(metadata_bytes),
         )
     except StoreError as error:
         raise RegistryError(str(error)) from None

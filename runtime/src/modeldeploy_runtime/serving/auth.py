@@ -117,10 +117,6 @@ class Authenticator:
     def __init__(self, keys_file: KeySource | None) -> None:
         self._keys_file = keys_file
 
-    @property
-    def enabled(self) -> bool:
-        return self._keys_file is not None
-
     def check(self, headers: list[tuple[bytes, bytes]]) -> str | None:
         """None when the request may proceed, else the failure reason (for metrics and logs)."""
         if self._keys_file is None:

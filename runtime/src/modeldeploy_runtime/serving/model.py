@@ -7,7 +7,6 @@ loaded with a trusted-types allowlist from the runtime's settings, never from th
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import time
@@ -22,13 +21,13 @@ import numpy as np
 import orjson
 from sklearn.utils import get_tags
 
-from modeldeploy_runtime.serving.settings import ModelFormat
+from modeldeploy_runtime.files import sha256_bytes
+from modeldeploy_runtime.package_layout import METADATA_SUFFIX, ModelFormat
 
 log = logging.getLogger(__name__)
 
 PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
-METADATA_SUFFIX = ".metadata.json"
 MAX_CLASS_LABELS = 100  # above this many classes, the predictions metric drops its class label
 
 
@@ -45,10 +44,6 @@ def installed_version(distribution: str) -> str:
         return importlib_metadata.version(distribution)
     except importlib_metadata.PackageNotFoundError:
         return "absent"
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def verify_digest(data: bytes, expected: str | None, path: Path) -> str:
@@ -157,10 +152,6 @@ class LoadedModel:
     classes: list[Any] | None = None
     allow_nan: bool = False
     outputs: tuple[str, ...] = field(default=(PREDICT,))
-
-    @property
-    def is_classifier(self) -> bool:
-        return self.classes is not None
 
     @property
     def artifact_sklearn_version(self) -> str:
