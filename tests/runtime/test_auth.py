@@ -101,16 +101,20 @@ def test_key_rotation_under_load_drops_no_request(
     stop = threading.Event()
 
     def load() -> None:
-        with httpx.Client(base_url=runtime.url, timeout=30.0) as client:
-            deadline = time.monotonic() + 60
-            while not stop.is_set() and time.monotonic() < deadline:
-                key = current["key"]
-                response = client.post(
-                    "/v2/models/iris/infer", json=v2_body([IRIS_ROW]), headers={"X-API-Key": key}
-                )
-                counts[0] += 1
-                if response.status_code != 200:
-                    failures.append(f"{response.status_code} {response.text}")
+        try:
+            with httpx.Client(base_url=runtime.url, timeout=30.0) as client:
+                deadline = time.monotonic() + 60
+                while not stop.is_set() and time.monotonic() < deadline:
+                    key = current["key"]
+                    response = client.post(
+                        "/v2/models/iris/infer", json=v2_body([IRIS_ROW]), headers={"X-API-Key": key}
+                    )
+                    counts[0] += 1
+                    if response.status_code != 200:
+                        failures.append(f"{response.status_code} {response.text}")
+        except Exception as error:  # a dropped connection is a dropped request: report it
+            failures.append(f"load thread died: {type(error).__name__}: {error}")
+            raise
 
     threads = [threading.Thread(target=load) for _ in range(4)]
     for thread in threads:
@@ -141,6 +145,7 @@ def test_key_rotation_under_load_drops_no_request(
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
+    assert [thread.name for thread in threads if thread.is_alive()] == []
     assert failures == []
     assert counts[0] > 200
     assert runtime.process.poll() is None

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from modeldeploy_runtime.packaging.registry_store import RegistryStore
 
 REGISTRY_ENV = "MODELDEPLOY_REGISTRY"
-COMMANDS = ("package", "registry")
 
 
 class CommandError(Exception):

@@ -23,6 +23,7 @@ from sklearn.utils import get_tags
 
 from modeldeploy_runtime.files import sha256_bytes
 from modeldeploy_runtime.package_layout import METADATA_SUFFIX, ModelFormat
+from modeldeploy_runtime.serving.description import ModelDescription
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,29 @@ class LoadedModel:
     @property
     def artifact_sklearn_version(self) -> str:
         return (self.metadata.sklearn_version if self.metadata else None) or "unknown"
+
+    def describe(self) -> ModelDescription:
+        return ModelDescription(
+            name=self.name,
+            version=self.version,
+            n_features=self.n_features,
+            outputs=self.outputs,
+            classes=self.classes,
+            model_format=self.model_format,
+            sha256=self.sha256,
+            estimator_type=type(self.estimator).__name__,
+            artifact_sklearn_version=self.artifact_sklearn_version,
+            warnings=tuple(self.warnings),
+            artifact_metadata=self.metadata.document if self.metadata is not None else None,
+        )
+
+    def check_outputs(self, outputs: frozenset[str]) -> None:
+        """Raises InputError when a requested output is not one this model offers."""
+        unknown = outputs - set(self.outputs)
+        if unknown:
+            raise InputError(
+                f"unknown output {sorted(unknown)[0]!r}; this model offers {', '.join(self.outputs)}"
+            )
 
     def check_features(self, features: np.ndarray) -> None:
         """Raises InputError when the rows are not what the model takes."""
