@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import platform
 import shutil
 import tempfile
@@ -27,7 +26,7 @@ import skops.io
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from modeldeploy_runtime.files import sha256_bytes
+from modeldeploy_runtime.files import sha256_bytes, write_atomically
 from modeldeploy_runtime.package_layout import (
     ARTIFACT_STEM,
     METADATA_SUFFIX,
@@ -144,14 +143,6 @@ def build_metadata(
     }
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    with path.open("xb") as sink:
-        sink.write(data)
-        sink.flush()
-        os.fsync(sink.fileno())
-    os.chmod(path, 0o644)
-
-
 def package(
     model: Any,
     dest: Path,
@@ -193,8 +184,8 @@ def package(
     except OSError as error:
         raise PackagingError(f"cannot create {target.parent}: {error.strerror or error}") from None
     try:
-        _write_file(staging / artifact_name, data)
-        _write_file(staging / (artifact_name + METADATA_SUFFIX), _encode(document))
+        write_atomically(staging / artifact_name, [data], replace=False)
+        write_atomically(staging / (artifact_name + METADATA_SUFFIX), [_encode(document)], replace=False)
         staging.chmod(0o755)
         # rename(2) refuses a non-empty target, so a version packaged meanwhile is not replaced.
         staging.rename(target)
