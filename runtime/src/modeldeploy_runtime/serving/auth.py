@@ -47,8 +47,11 @@ class KeysFile:
     def __init__(self, path: Path, *, interval: float = RELOAD_INTERVAL_SECONDS) -> None:
         self._path = path
         self._interval = interval
-        self._verifier = read_keys_file(path)  # first: a missing file is a KeysFileError
-        self._identity = _file_identity(path)
+        try:
+            self._identity = _file_identity(path)  # before reading: a swap in between shows as a change
+        except OSError as error:
+            raise KeysFileError(f"cannot read keys file {path}: {error.strerror}") from None
+        self._verifier = read_keys_file(path)
         self._next_check = time.monotonic() + interval
         self._lock = threading.Lock()
         log.info("API keys loaded", extra={"keys_file": str(path), "keys": len(self._verifier)})
