@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from tests.conftest import Cluster
-from tests.polling import wait_until
+from tests.support import wait_until
 
 
 def condition(body: dict[str, Any], kind: str) -> dict[str, Any] | None:

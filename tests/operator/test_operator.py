@@ -7,11 +7,12 @@ import json
 import time
 from typing import Any
 
+from modeldeploy_devenv.operator_process import OperatorProcess
 from tests.conftest import Cluster
-from tests.operator.conftest import OperatorProcess, StartOperator
+from tests.operator.conftest import StartOperator
 from tests.operator.factories import manifest
 from tests.operator.helpers import condition, get, wait_ready, wait_status
-from tests.polling import wait_until
+from tests.support import wait_until
 
 CHILD_KINDS = ("deployment", "service", "secret")
 
