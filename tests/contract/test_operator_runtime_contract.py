@@ -9,9 +9,7 @@ the runtime serves it with the mounted hashes Secret, and a client calls it with
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -62,10 +60,7 @@ def _runner(cluster: Cluster, namespace: str, template: dict[str, Any]) -> Local
         assert secret is not None, f"the pod template names Secret {name}, which does not exist"
         return dict(secret.get("data", {}))
 
-    executable = str(Path(sys.executable).with_name("modeldeploy-runtime"))
-    return LocalPod(
-        template=template, read_secret=read_secret, executables={"modeldeploy-runtime": executable}
-    )
+    return LocalPod(template=template, read_secret=read_secret)
 
 
 def _infer(pod: LocalPod, key: str) -> httpx.Response:

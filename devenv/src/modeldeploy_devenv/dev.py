@@ -118,9 +118,6 @@ def run(kubeconfig: str, once: bool) -> int:
             pod = LocalPod(
                 template=deployment["spec"]["template"],
                 read_secret=lambda secret: read_secret_data(kubeconfig, secret),
-                executables={
-                    "modeldeploy-runtime": str(Path(sys.executable).with_name("modeldeploy-runtime"))
-                },
             )
             pod.start()
             client = manifests[-1]["spec"]["auth"]["clients"][0]["name"]

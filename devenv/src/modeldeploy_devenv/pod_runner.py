@@ -15,6 +15,7 @@ import base64
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -29,6 +30,11 @@ SecretReader = Callable[[str], Mapping[str, str]]
 """Reads a Secret by name from the pod's namespace; returns its base64 ``data``."""
 
 
+def installed_commands() -> dict[str, str]:
+    """The images' commands, as installed beside this interpreter (the project's virtualenv)."""
+    return {"modeldeploy-runtime": str(Path(sys.executable).with_name("modeldeploy-runtime"))}
+
+
 class PodRunnerError(RuntimeError):
     """The template asks for something the local runner cannot provide, or a container failed."""
 
@@ -39,7 +45,7 @@ class LocalPod:
 
     template: dict[str, Any]
     read_secret: SecretReader
-    executables: Mapping[str, str]
+    executables: Mapping[str, str] = field(default_factory=installed_commands)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="modeldeploy-pod-")))
     ports: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
