@@ -9,12 +9,14 @@ VENV_STAMP := $(VENV)/.installed
 CLUSTER ?= local
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 export MODELDEPLOY_CLUSTER_DIR ?= $(CLUSTER_DIR)
+# The development environment (images, the real node) is importable from the repo.
+export PYTHONPATH := $(CURDIR)/devenv/src$(if $(PYTHONPATH),:$(PYTHONPATH))
 HELM = $(shell $(PY) -c 'from tests.controlplane.assets import require_binary; print(require_binary("helm"))')
 OPERATOR_IMAGE ?= ghcr.io/modeldeploy/operator:0.1.0
 RUNTIME_IMAGE ?= ghcr.io/modeldeploy/model-runtime:0.1.0
 KUBECTL := $(VENV)/bin/kubectl --kubeconfig $(MODELDEPLOY_CLUSTER_DIR)/kubeconfig
 # bench/ joins once it holds Python files.
-LINT_PATHS := operator/src runtime/src tests $(if $(wildcard bench/*.py),bench)
+LINT_PATHS := operator/src runtime/src devenv/src tests $(if $(wildcard bench/*.py),bench)
 
 .PHONY: help venv lock binaries cluster-up cluster-down dev test test-fast lint format images chart-crds kind-e2e clean
 
@@ -69,13 +71,8 @@ else
 	$(PY) -m tests.contract.dev
 endif
 
-images: ## build both images with Docker (skipped, with a message, when no Docker daemon runs)
-	@if ! docker info >/dev/null 2>&1; then \
-	  echo "make images: no working Docker daemon here; nothing built (the Dockerfiles are still linted by make lint)."; \
-	  exit 0; \
-	fi; \
-	docker build -f Dockerfile.operator -t $(OPERATOR_IMAGE) . && \
-	docker build -f Dockerfile.runtime -t $(RUNTIME_IMAGE) .
+images: venv ## build both images (with Docker where a daemon runs, else daemonless with podman)
+	@$(PY) -m modeldeploy_devenv.images --operator-image $(OPERATOR_IMAGE) --runtime-image $(RUNTIME_IMAGE)
 
 chart-crds: ## copy crds/ into the Helm chart (a test fails when the two differ)
 	rm -f charts/modeldeploy/crds/*.yaml && cp crds/*.yaml charts/modeldeploy/crds/

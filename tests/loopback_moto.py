@@ -21,16 +21,17 @@ S3_CREDENTIALS = {
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
-    """Start the server on a free loopback port; yield its endpoint URL; stop it afterwards."""
+def moto_server(ip_address: str = "127.0.0.1") -> Iterator[str]:
+    """Start the server on a free port of ``ip_address`` (loopback, or the real node's bridge
+    address that its pods reach); yield its endpoint URL; stop it afterwards."""
     from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy import, only when used
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address=ip_address, port=port, verbose=False)
     server.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{ip_address}:{port}"
     finally:
         server.stop()
 

@@ -1,0 +1,1 @@
+"""The development environment of modeldeploy: images, the local control plane and its real node."""
