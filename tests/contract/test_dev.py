@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -14,9 +15,11 @@ from tests.conftest import REPO_ROOT, Cluster
 def test_dev_loop_prints_a_prediction_command_that_works(cluster: Cluster) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tests.contract.dev", "--once", "--kubeconfig", cluster.kubeconfig],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=400, check=False,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "curl -s -H 'Authorization: Bearer mdk_" in result.stdout
     assert '"model_name":"iris"' in result.stdout.replace(" ", "")
     assert '"outputs"' in result.stdout
+    assert "mode: real node real-0" in result.stdout or "mode: local runner" in result.stdout

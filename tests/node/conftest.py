@@ -29,10 +29,11 @@ from modeldeploy_devenv.node import (
     REAL_NODE_LABEL_KEY,
     REAL_NODE_LABEL_VALUE,
     REAL_NODE_NAME,
-    REAL_NODE_TAINT,
+    REAL_NODE_TOLERATION,
     load_images,
     node_network,
     node_unavailable_reason,
+    real_node_namespace_annotations,
 )
 from modeldeploy_devenv.node_network import NodeNetwork
 from tests.conftest import REPO_ROOT, Cluster
@@ -44,7 +45,6 @@ from tests.polling import wait_until
 REQUIRE_ENV = "MODELDEPLOY_REQUIRE_REAL_NODE"
 STORE_SECRET = "model-store"
 CLIENT = "demo"
-NODE_TOLERATION = {**REAL_NODE_TAINT, "operator": "Equal"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -111,10 +111,7 @@ def node_namespace(real_node: RealNode) -> Iterator[str]:
     name = _create_namespace(
         real_node.cluster,
         "node-tier",
-        {
-            "scheduler.alpha.kubernetes.io/node-selector": f"{REAL_NODE_LABEL_KEY}={REAL_NODE_LABEL_VALUE}",
-            "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps([NODE_TOLERATION]),
-        },
+        real_node_namespace_annotations(),
     )
     yield name
     real_node.cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
@@ -132,7 +129,7 @@ def operator_release(real_node: RealNode, node_images: dict[str, str], node_name
         "watchNamespaces": [node_namespace],
         "logFormat": "plain",
         "nodeSelector": {REAL_NODE_LABEL_KEY: REAL_NODE_LABEL_VALUE},
-        "tolerations": [NODE_TOLERATION],
+        "tolerations": [REAL_NODE_TOLERATION],
     }
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
     with tempfile.NamedTemporaryFile("w", suffix=".json") as values_file:

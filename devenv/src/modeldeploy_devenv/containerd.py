@@ -25,7 +25,6 @@ RUNC = "/usr/sbin/runc"
 CNI_BIN_DIR = "/usr/lib/cni"
 # Plugins that would touch host-wide paths or that this node does not use.
 DISABLED_PLUGINS = (
-    "io.containerd.runtime.v1.linux",
     "io.containerd.snapshotter.v1.aufs",
     "io.containerd.snapshotter.v1.btrfs",
     "io.containerd.snapshotter.v1.devmapper",
@@ -97,12 +96,15 @@ def build_containerd_config(paths: ContainerdPaths) -> str:
         "debug": {"address": ""},
         "metrics": {"address": ""},
         'plugins."io.containerd.internal.v1.opt"': {"path": str(paths.root / "opt")},
+        'plugins."io.containerd.runtime.v1.linux"': {"runtime_root": str(paths.runc_root / "v1")},
         cri: {
             "sandbox_image": PAUSE_IMAGE,
             "restrict_oom_score_adj": True,
             "disable_apparmor": True,
             "stream_server_address": "127.0.0.1",
             "stream_server_port": "0",
+            # Pods' network namespaces are mounted under the node's state, not in /var/run/netns.
+            "netns_mounts_under_state_dir": True,
         },
         f"{cri}.containerd": {"snapshotter": "overlayfs", "default_runtime_name": "runc"},
         f"{cri}.containerd.runtimes.runc": {"runtime_type": "io.containerd.runc.v2"},
@@ -155,13 +157,14 @@ def _runc_states(paths: ContainerdPaths) -> list[tuple[Path, dict[str, object]]]
 
 
 def network_namespaces(paths: ContainerdPaths) -> list[str]:
-    """The bind-mounted network namespaces (``/var/run/netns/cni-*``) of this node's containers."""
+    """The bind-mounted network namespaces of this node's containers (under its state directory,
+    or ``/var/run/netns/cni-*`` where containerd mounts them there)."""
     found = set()
     for _, state in _runc_states(paths):
         config = state.get("config", {})
         namespaces = config.get("namespaces", []) if isinstance(config, dict) else []
         for namespace in namespaces:
-            if namespace.get("type") == "NEWNET" and namespace.get("path", "").startswith("/var/run/netns/"):
+            if namespace.get("type") == "NEWNET" and not namespace.get("path", "/proc").startswith("/proc"):
                 found.add(namespace["path"])
     return sorted(found)
 

@@ -59,6 +59,7 @@ REAL_NODE_NAME = "real-0"
 REAL_NODE_LABEL_KEY = "modeldeploy.dev/node"
 REAL_NODE_LABEL_VALUE = "real"
 REAL_NODE_TAINT = {"key": REAL_NODE_LABEL_KEY, "value": REAL_NODE_LABEL_VALUE, "effect": "NoSchedule"}
+REAL_NODE_TOLERATION = {**REAL_NODE_TAINT, "operator": "Equal"}
 # Set to 0 to start the control plane without the real node.
 REAL_NODE_ENV = "MODELDEPLOY_REAL_NODE"
 NODE_READY_TIMEOUT_SECONDS = 180.0
@@ -71,6 +72,15 @@ NODE_ROLE_BINDING = {
     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node"},
     "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}],
 }
+
+
+def real_node_namespace_annotations() -> dict[str, str]:
+    """Annotations that send every pod of a namespace to real-0: its default nodeSelector and
+    tolerations (the PodNodeSelector and PodTolerationRestriction admission plugins)."""
+    return {
+        "scheduler.alpha.kubernetes.io/node-selector": f"{REAL_NODE_LABEL_KEY}={REAL_NODE_LABEL_VALUE}",
+        "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps([REAL_NODE_TOLERATION]),
+    }
 
 
 class NodeError(RuntimeError):
