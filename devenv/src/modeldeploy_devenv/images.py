@@ -58,11 +58,14 @@ DEBIAN_BASES = (
 )  # fmt: skip
 
 # What makes the final base distroless-like: removed from its root filesystem once mmdebstrap is
-# done (no shell, no package manager, no docs), then a non-root user is added.
+# done (no shell or other tools, no package manager, no perl, no docs), then a non-root user is
+# added. Of /usr/bin only the Python interpreter stays.
+DISTROLESS_KEPT_BINARIES = "python3*"
 DISTROLESS_REMOVED = (
-    "usr/bin/bash", "usr/bin/rbash", "usr/bin/dash", "usr/bin/sh", "usr/bin/apt*", "usr/bin/dpkg*",
-    "usr/sbin/dpkg*", "usr/lib/apt", "etc/apt", "var/lib/apt", "var/cache/apt", "var/cache/debconf",
-    "var/log/*", "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
+    "usr/bin/*", "usr/sbin/*", "usr/lib/apt", "usr/lib/dpkg", "etc/apt", "var/lib/apt", "var/cache/apt",
+    "var/cache/debconf", "var/log/*", "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
+    "usr/lib/*-linux-gnu/perl*", "usr/share/perl*", "usr/lib/*-linux-gnu/libapt*", "usr/lib/*-linux-gnu/gconv",
+    "usr/share/lintian", "usr/share/bash-completion",
 )  # fmt: skip
 DOCS_EXCLUDED = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
 
@@ -173,6 +176,8 @@ def make_distroless(root: Path) -> None:
     """Strip a Debian root filesystem to the distroless-like final base, with user 65532."""
     for pattern in DISTROLESS_REMOVED:
         for path in root.glob(pattern):
+            if path.match(f"usr/bin/{DISTROLESS_KEPT_BINARIES}"):
+                continue
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             else:
