@@ -3,6 +3,7 @@ pods' network-namespace mounts, its cgroup directories and the kubelet's log lin
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
 
@@ -56,17 +57,13 @@ def cgroup_mount_points() -> list[Path]:
     return [Path(point) for point, kind in _mounts() if kind in ("cgroup", "cgroup2")]
 
 
-def remove_cgroup_tree(name: str) -> None:
-    """rmdir ``/<name>`` and everything below it in every cgroup hierarchy (empty by now)."""
+def remove_empty_cgroup(name: str) -> None:
+    """rmdir ``/<name>`` in every cgroup hierarchy where it is empty. runc removes each
+    container's cgroup (``/<containerd namespace>/<id>``); their parent is shared by every node
+    of the machine, so it goes only once no other node has a container left in it."""
     for hierarchy in cgroup_mount_points():
-        top = hierarchy / name.strip("/")
-        if not top.is_dir():
-            continue
-        for directory in sorted(
-            (p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
-        ):
-            directory.rmdir()
-        top.rmdir()
+        with contextlib.suppress(OSError):
+            (hierarchy / name.strip("/")).rmdir()
 
 
 def remove_container_log_links(pod_logs_dir: Path) -> None:

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from modeldeploy_devenv.containerd import (
+    CRI_NAMESPACE,
     PAUSE_IMAGE,
     ContainerdPaths,
     build_containerd_config,
@@ -44,8 +45,8 @@ from modeldeploy_devenv.containerd import (
 )
 from modeldeploy_devenv.debian import PACKAGES_FOR, cannot_install_reason, ensure_packages, missing_packages
 from modeldeploy_devenv.host_cleanup import (
-    remove_cgroup_tree,
     remove_container_log_links,
+    remove_empty_cgroup,
     remove_network_namespaces,
     unmount_under,
 )
@@ -106,10 +107,6 @@ class NodeState:
         return ContainerdPaths(self.node_dir / "containerd")
 
     @property
-    def cgroup_root(self) -> str:
-        return f"/modeldeploy-{self.node_id}"
-
-    @property
     def pod_logs_dir(self) -> Path:
         return self.node_dir / "pod-logs"
 
@@ -144,8 +141,9 @@ def build_kubelet_config(
     state: NodeState, ca_cert: Path, network: NodeNetwork, port: int, healthz_port: int
 ) -> dict[str, Any]:
     """The KubeletConfiguration for this machine kind: cgroup v1 hybrid without systemd
-    (cgroupfs, no QoS cgroups, one cgroup root per node), no swap or eviction pressure, no image
-    GC of the locally built images, every host path inside the node's directory."""
+    (cgroupfs, no QoS cgroups: containerd puts each container in ``/k8s.io/<id>``), no swap or
+    eviction pressure, no image GC of the locally built images, every host path inside the
+    node's directory."""
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -164,7 +162,6 @@ def build_kubelet_config(
         "failCgroupV1": False,
         "cgroupDriver": "cgroupfs",
         "cgroupsPerQOS": False,
-        "cgroupRoot": state.cgroup_root,
         "enforceNodeAllocatable": [],
         "failSwapOn": False,
         "evictionHard": {"memory.available": "1Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
@@ -339,7 +336,7 @@ def stop_real_node(directory: Path) -> None:
     kill_shims(paths)
     unmount_under(state.node_dir)
     remove_network_namespaces(namespaces)
-    remove_cgroup_tree(state.cgroup_root)
+    remove_empty_cgroup(CRI_NAMESPACE)
     remove_container_log_links(state.pod_logs_dir)
     if state.network:
         delete_network(NodeNetwork.from_dict(state.network), state.apiserver_port)
