@@ -105,6 +105,8 @@ def build_cni_conflist(network: NodeNetwork, ipam_dir: Path) -> dict[str, object
                 "ipam": {
                     "type": "host-local",
                     "ranges": [[{"subnet": network.subnet, "gateway": network.gateway}]],
+                    # Pods route only their subnet and the API server's Service address, no default.
+                    "routes": [{"dst": f"{APISERVER_SERVICE[0]}/32"}],
                     "dataDir": str(ipam_dir),
                 },
             }
