@@ -69,13 +69,8 @@ else
 	$(PY) -m modeldeploy_devenv.dev
 endif
 
-images: ## build both images with Docker (skipped, with a message, when no Docker daemon runs)
-	@if ! docker info >/dev/null 2>&1; then \
-	  echo "make images: no working Docker daemon here; nothing built (the Dockerfiles are still linted by make lint)."; \
-	  exit 0; \
-	fi; \
-	docker build -f Dockerfile.operator -t $(OPERATOR_IMAGE) . && \
-	docker build -f Dockerfile.runtime -t $(RUNTIME_IMAGE) .
+images: venv ## build both images (with Docker where a daemon runs, else daemonless with podman)
+	@$(PY) -m modeldeploy_devenv.images --operator-image $(OPERATOR_IMAGE) --runtime-image $(RUNTIME_IMAGE)
 
 chart-crds: ## copy crds/ into the Helm chart (a test fails when the two differ)
 	rm -f charts/modeldeploy/crds/*.yaml && cp crds/*.yaml charts/modeldeploy/crds/

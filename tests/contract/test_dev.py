@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from modeldeploy_devenv.node import node_network
 from tests.conftest import REPO_ROOT, Cluster
 
 
@@ -14,9 +16,11 @@ from tests.conftest import REPO_ROOT, Cluster
 def test_dev_loop_prints_a_prediction_command_that_works(cluster: Cluster) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "modeldeploy_devenv.dev", "--once", "--kubeconfig", cluster.kubeconfig],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=400, check=False,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "curl -s -H 'Authorization: Bearer mdk_" in result.stdout
     assert '"model_name":"iris"' in result.stdout.replace(" ", "")
     assert '"outputs"' in result.stdout
+    runs_real_node = node_network(Path(cluster.kubeconfig).parent) is not None
+    assert ("mode: real node real-0" if runs_real_node else "mode: local runner") in result.stdout

@@ -115,7 +115,7 @@ def _kubernetes_ldflags() -> str:
     return " ".join(flags)
 
 
-def _build_kubernetes(workdir: Path) -> None:
+def _build_kubernetes(workdir: Path, commands: tuple[str, ...] = KUBERNETES_COMMANDS) -> None:
     download = json.loads(
         _go(["mod", "download", "-json", f"k8s.io/kubernetes@{KUBERNETES_VERSION}"], workdir)
     )
@@ -136,9 +136,9 @@ def _build_kubernetes(workdir: Path) -> None:
     (workdir / "go.mod").write_text(go_mod)
     out = workdir / "out"
     out.mkdir()
-    packages = [f"k8s.io/kubernetes/cmd/{command}" for command in KUBERNETES_COMMANDS]
+    packages = [f"k8s.io/kubernetes/cmd/{command}" for command in commands]
     _go(["build", "-trimpath", "-ldflags", _kubernetes_ldflags(), "-o", str(out), *packages], workdir)
-    for command in KUBERNETES_COMMANDS:
+    for command in commands:
         _install(out / command, command)
 
 

@@ -33,6 +33,9 @@ START_TIMEOUT_SECONDS = 120.0
 # (the WatchList feature) needs; with it on, kwok saw Pod changes only on re-lists, tens of
 # seconds late. Off, clients use plain LIST+WATCH: a 2-replica rollout takes 0.3 s, not 15-99 s.
 APISERVER_FEATURE_GATES = "WatchList=false"
+# Beside the defaults: a namespace can send its pods to the real node (default nodeSelector and
+# tolerations from its annotations).
+ADMISSION_PLUGINS = "PodNodeSelector,PodTolerationRestriction"
 
 
 class ClusterError(RuntimeError):
@@ -240,13 +243,26 @@ def start(directory: Path) -> ClusterState:
             lambda: kubectl(str(kubeconfig), "get", "serviceaccount", "default", check=False).returncode == 0,
             timeout=START_TIMEOUT_SECONDS,
         )
+        state.pids.update(_start_real_node_if_possible(directory, pki, str(kubeconfig), server))
+        state.save()
     except BaseException:
-        state.pids = launcher.pids
+        state.pids.update(launcher.pids)
         state.save()
         stop(directory, keep_logs=True)
         raise
     print(f"[cluster] ready in {time.monotonic() - started:.1f}s; export KUBECONFIG={kubeconfig}", flush=True)
     return state
+
+
+def _start_real_node_if_possible(directory: Path, pki: Pki, kubeconfig: str, server: str) -> dict[str, int]:
+    """The real kubelet node where this machine can run one; else say why and go on without it."""
+    from modeldeploy_devenv.node import node_unavailable_reason, start_real_node  # noqa: PLC0415 (it imports us)
+
+    reason = node_unavailable_reason()
+    if reason is not None:
+        print(f"[cluster] no real node: {reason}", flush=True)
+        return {}
+    return start_real_node(directory, pki, kubeconfig, server)
 
 
 def _start_etcd_and_apiserver(launcher: _Launcher, directory: Path, pki: Pki, ports: dict[str, int]) -> None:
@@ -263,6 +279,8 @@ def _start_etcd_and_apiserver(launcher: _Launcher, directory: Path, pki: Pki, po
         f"--secure-port={ports['apiserver']}",
         f"--tls-cert-file={pki.serving_cert}", f"--tls-private-key-file={pki.serving_key}",
         f"--client-ca-file={pki.ca_cert}", "--authorization-mode=RBAC", "--allow-privileged=true",
+        f"--kubelet-client-certificate={pki.admin_cert}", f"--kubelet-client-key={pki.admin_key}",
+        "--kubelet-preferred-address-types=InternalIP,Hostname", f"--enable-admission-plugins={ADMISSION_PLUGINS}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-account-key-file={pki.service_account_pub}",
         f"--service-account-signing-key-file={pki.service_account_key}",
@@ -301,6 +319,9 @@ def _start_controllers(
 
 def stop(directory: Path, *, keep_logs: bool = False) -> None:
     """Stop exactly the processes recorded in ``directory``'s state, then remove the state."""
+    from modeldeploy_devenv.node import stop_real_node  # noqa: PLC0415 (it imports us)
+
+    stop_real_node(directory)
     state = ClusterState.load(directory)
     if state is not None:
         ours = {name: pid for name, pid in state.pids.items() if pid_alive(pid) and _pid_is_ours(pid, name)}

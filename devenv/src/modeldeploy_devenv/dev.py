@@ -4,8 +4,10 @@
    iris model, packaged with its metadata;
 2. the CRDs and the sample ModelDeployment from ``examples/`` applied to the control plane;
 3. the operator running in the foreground, its logs in this terminal;
-4. once the ModelDeployment is Ready, its pod — as the operator rendered it — run locally by the
-   contract runner (kwok pods run no containers), and a ready-to-paste prediction command.
+4. once the ModelDeployment is Ready, a ready-to-paste prediction command. Where the control plane
+   runs the real node ``real-0``, the pods run there as containers of the built images (the
+   command predicts through a pod IP); elsewhere one pod, as the operator rendered it, runs
+   locally by the contract runner (kwok pods run no containers). It says which.
 
 Ctrl-C stops the operator, the local pod and the model store; ``make cluster-down`` stops the
 control plane.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -27,6 +30,7 @@ from typing import Any
 import yaml
 
 from modeldeploy_devenv.cluster import ClusterState, default_directory, kubectl
+from modeldeploy_devenv.dev_node import dev_real_node, prepare_real_node, ready_pod_url
 from modeldeploy_devenv.loopback_moto import S3_CREDENTIALS, moto_server
 from modeldeploy_devenv.operator_process import OperatorProcess, start_operator
 from modeldeploy_devenv.pod_runner import LocalPod
@@ -99,10 +103,21 @@ def install_crds(kubeconfig: str) -> None:
 def run(kubeconfig: str, once: bool) -> int:
     install_crds(kubeconfig)
     say(f"installed the CRDs from crds/ into {kubeconfig}")
-    with moto_server() as endpoint, tempfile.TemporaryDirectory(prefix="modeldeploy-dev-") as workdir:
-        say(f"model store (moto S3 on loopback): {endpoint}")
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    node = dev_real_node(kubeconfig)
+    store_address = node.gateway if node is not None else "127.0.0.1"
+    with (
+        moto_server(store_address) as endpoint,
+        tempfile.TemporaryDirectory(prefix="modeldeploy-dev-") as workdir,
+    ):
+        say(f"model store (moto S3 on {'the real node bridge' if node else 'loopback'}): {endpoint}")
         digests = upload_sample_models(endpoint, Path(workdir))
-        kubectl(kubeconfig, "create", "namespace", DEV_NAMESPACE, check=False)
+        if node is not None:
+            say("mode: real node real-0 (pods run as containers of the built images)")
+            env["MODELDEPLOY_RUNTIME_IMAGE"] = prepare_real_node(kubeconfig, DEV_NAMESPACE)
+        else:
+            say("mode: local runner (no real node on this control plane; the pod runs as local processes)")
+            kubectl(kubeconfig, "create", "namespace", DEV_NAMESPACE, check=False)
         manifests = dev_manifests(endpoint, digests["1"])
         name = manifests[-1]["metadata"]["name"]
         document = json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests})
@@ -112,20 +127,24 @@ def run(kubeconfig: str, once: bool) -> int:
         pod: LocalPod | None = None
         try:
             wait_ready(kubeconfig, name, operator)
-            deployment = json.loads(
-                kubectl(kubeconfig, "get", "deployment", name, "-n", DEV_NAMESPACE, "-o", "json").stdout
-            )
-            pod = LocalPod(
-                template=deployment["spec"]["template"],
-                read_secret=lambda secret: read_secret_data(kubeconfig, secret),
-            )
-            pod.start()
+            if node is not None:
+                url, where = ready_pod_url(kubeconfig, DEV_NAMESPACE, name), "its pods run on real-0"
+            else:
+                deployment = json.loads(
+                    kubectl(kubeconfig, "get", "deployment", name, "-n", DEV_NAMESPACE, "-o", "json").stdout
+                )
+                pod = LocalPod(
+                    template=deployment["spec"]["template"],
+                    read_secret=lambda secret: read_secret_data(kubeconfig, secret),
+                )
+                pod.start()
+                url, where = pod.url(), "its pod runs locally"
             client = manifests[-1]["spec"]["auth"]["clients"][0]["name"]
             key = base64.b64decode(
                 read_secret_data(kubeconfig, f"{name}-client-{client}")["api-key"]
             ).decode()
-            command = prediction_command(pod.url(), name, key)
-            say(f"{name} is Ready; its pod runs locally. Predict with:\n\n{command}\n")
+            command = prediction_command(url, name, key)
+            say(f"{name} is Ready; {where}. Predict with:\n\n{command}\n")
             if once:  # the newcomer path, checked: run the printed command itself
                 answer = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=False)
                 print(answer.stdout)

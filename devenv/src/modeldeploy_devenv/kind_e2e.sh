@@ -45,8 +45,8 @@ cleanup() {
 trap cleanup EXIT
 
 "$KIND" create cluster --name "$CLUSTER_NAME" --kubeconfig "$KUBECONFIG_FILE" --wait 120s
-docker build -f Dockerfile.operator -t "$OPERATOR_IMAGE" .
-docker build -f Dockerfile.runtime -t "$RUNTIME_IMAGE" .
+# make images builds the wheelhouse the Dockerfiles install from, then both images with Docker.
+make --no-print-directory images OPERATOR_IMAGE="$OPERATOR_IMAGE" RUNTIME_IMAGE="$RUNTIME_IMAGE"
 "$KIND" load docker-image --name "$CLUSTER_NAME" "$OPERATOR_IMAGE" "$RUNTIME_IMAGE"
 
 "$HELM" install modeldeploy charts/modeldeploy --namespace modeldeploy-system --create-namespace \

@@ -49,26 +49,27 @@ ALLOW_EVERYTHING = {
 START_TIMEOUT_SECONDS = 60.0
 
 
-def _listening(port: int, server: subprocess.Popen[bytes]) -> bool:
+def _listening(address: str, port: int, server: subprocess.Popen[bytes]) -> bool:
     if server.poll() is not None:
         raise RuntimeError(f"the moto server exited with {server.returncode} before it listened")
-    with socket.create_connection(("127.0.0.1", port), timeout=1):
+    with socket.create_connection((address, port), timeout=1):
         return True
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
-    """Start the server on a free loopback port; yield its endpoint URL; stop it afterwards."""
+def moto_server(address: str = "127.0.0.1") -> Iterator[str]:
+    """Start the server on a free port of ``address`` (loopback, or the real node's bridge address
+    that its pods reach); yield its endpoint URL; stop it afterwards."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", __name__, "--port", str(port)])
+    server = subprocess.Popen([sys.executable, "-m", __name__, "--address", address, "--port", str(port)])
     try:
         wait_until(
-            f"the moto server on port {port}",
-            lambda: _listening(port, server),
+            f"the moto server on {address}:{port}",
+            lambda: _listening(address, port, server),
             timeout=START_TIMEOUT_SECONDS,
             retrying=(OSError,),
         )
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{address}:{port}"
     finally:
         stop_process(server)
 
@@ -108,8 +109,8 @@ def signing_service(environ: dict[str, Any]) -> str:
     return parts[3] if len(parts) > 3 else ""
 
 
-def serve(port: int) -> None:
-    """Serve moto on 127.0.0.1:``port`` until killed, authentication enforced, one request at a time."""
+def serve(address: str, port: int) -> None:
+    """Serve moto on ``address``:``port`` until killed, authentication enforced, one request at a time."""
     from moto import settings  # noqa: PLC0415 - the server process only
     from moto.moto_server.werkzeug_app import (  # noqa: PLC0415
         DomainDispatcherApplication,
@@ -129,15 +130,17 @@ def serve(port: int) -> None:
             settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf") if unauthenticated else 0
             return list(app(environ, start_response))
 
-    make_server("127.0.0.1", port, serial, threaded=True, request_handler=MotoRequestHandler).serve_forever()
+    make_server(address, port, serial, threaded=True, request_handler=MotoRequestHandler).serve_forever()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    serve(parser.parse_args().port)
+    arguments = parser.parse_args()
+    serve(arguments.address, arguments.port)
 
 
 if __name__ == "__main__":

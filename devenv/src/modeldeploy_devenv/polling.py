@@ -16,8 +16,8 @@ class WaitTimeoutError(TimeoutError):
 def wait_until(
     what: str,
     probe: Callable[[], T | None],
-    *,
     timeout: float = 30.0,
+    *,
     interval: float = 0.2,
     retrying: tuple[type[Exception], ...] = (),
 ) -> T:
