@@ -120,7 +120,10 @@ def node_namespace(real_node: RealNode) -> Iterator[str]:
 def operator_release(real_node: RealNode, node_images: dict[str, str], node_namespace: str) -> Iterator[str]:
     """The chart installed with the built operator image, on real-0, watching the tier's namespace."""
     cluster = real_node.cluster
-    release_namespace = f"modeldeploy-system-{secrets.token_hex(3)}"
+    # A release name of its own: the chart's cluster-scoped RBAC is named after the release, and
+    # other tests of the session install the chart as "modeldeploy".
+    release = f"modeldeploy-node-{secrets.token_hex(3)}"
+    release_namespace = f"{release}-system"
     values = {
         "image": node_images["operator"],
         "runtimeImage": node_images["runtime"],
@@ -135,14 +138,15 @@ def operator_release(real_node: RealNode, node_images: dict[str, str], node_name
         json.dump(values, values_file)
         values_file.flush()
         helm = [str(require_binary("helm")), "--kubeconfig", cluster.kubeconfig]
-        subprocess.run(
-            [*helm, "install", "modeldeploy", str(REPO_ROOT / "charts" / "modeldeploy"), "--namespace",
+        installed = subprocess.run(
+            [*helm, "install", release, str(REPO_ROOT / "charts" / "modeldeploy"), "--namespace",
              release_namespace, "--create-namespace", "-f", values_file.name, "--wait", "--timeout", "180s"],
-            check=True, capture_output=True, text=True,
+            check=False, capture_output=True, text=True,
         )  # fmt: skip
+    assert installed.returncode == 0, f"helm install failed: {installed.stderr.strip()}"
     yield release_namespace
     subprocess.run(
-        [*helm, "uninstall", "modeldeploy", "--namespace", release_namespace, "--wait"],
+        [*helm, "uninstall", release, "--namespace", release_namespace, "--wait"],
         check=False,
         capture_output=True,
     )

@@ -39,13 +39,16 @@ class ContainerdError(RuntimeError):
 
 @dataclass(frozen=True)
 class ContainerdPaths:
-    """Where one node's containerd keeps everything, under ``base``."""
+    """Where one node's containerd keeps everything: under ``base``, its sockets in ``socket_dir``."""
 
     base: Path
+    # Unix socket paths are limited to ~104 bytes, which a deep cluster directory (pytest's) passes:
+    # the sockets live in a short directory of their own.
+    socket_dir: Path
 
     @property
     def socket(self) -> Path:
-        return self.base / "containerd.sock"
+        return self.socket_dir / "containerd.sock"
 
     @property
     def root(self) -> Path:

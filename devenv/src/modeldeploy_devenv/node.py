@@ -67,6 +67,7 @@ REAL_NODE_TOLERATION = {**REAL_NODE_TAINT, "operator": "Equal"}
 REAL_NODE_ENV = "MODELDEPLOY_REAL_NODE"
 NODE_READY_TIMEOUT_SECONDS = 180.0
 STOP_TIMEOUT_SECONDS = 20.0
+SOCKETS_ROOT = Path("/run/modeldeploy")
 # The API server runs RBAC only (no Node authorizer): nodes get their permissions from this binding.
 NODE_ROLE_BINDING = {
     "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -106,7 +107,7 @@ class NodeState:
 
     @property
     def containerd(self) -> ContainerdPaths:
-        return ContainerdPaths(self.node_dir / "containerd")
+        return ContainerdPaths(self.node_dir / "containerd", SOCKETS_ROOT / self.node_id)
 
     @property
     def pod_logs_dir(self) -> Path:
@@ -268,6 +269,7 @@ def start_real_node(directory: Path, pki: Pki, kubeconfig: str, server: str) -> 
     kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(NODE_ROLE_BINDING))
     paths = state.containerd
     paths.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+    paths.socket_dir.mkdir(parents=True, exist_ok=True)
     paths.config.write_text(build_containerd_config(paths))
     (paths.cni_conf_dir / "10-modeldeploy.conflist").write_text(
         json.dumps(build_cni_conflist(network, state.node_dir / "cni-ipam"), indent=2)
@@ -345,3 +347,4 @@ def stop_real_node(directory: Path) -> None:
     if state.network:
         delete_network(NodeNetwork.from_dict(state.network), state.apiserver_port)
     shutil.rmtree(state.node_dir, ignore_errors=True)
+    shutil.rmtree(paths.socket_dir, ignore_errors=True)
