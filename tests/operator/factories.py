@@ -7,6 +7,8 @@ from typing import Any
 
 from modeldeploy_operator.model import ModelDeployment
 
+SHA256 = "0" * 64  # a well-formed digest: the CRD requires one for joblib
+
 
 def md_body(name: str = "iris", namespace: str = "ml", **spec: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
@@ -19,7 +21,7 @@ def md_body(name: str = "iris", namespace: str = "ml", **spec: Any) -> dict[str,
             "generation": 1,
         },
         "spec": {
-            "model": {"uri": "s3://models/iris/3/model.joblib", "version": "3"},
+            "model": {"uri": "s3://models/iris/3/model.joblib", "version": "3", "sha256": SHA256},
             "auth": {"clients": [{"name": "billing"}]},
         },
     }

@@ -23,6 +23,7 @@ from modeldeploy_operator.resources import (
     DEPLOYMENT,
     EVENT,
     MODEL_DEPLOYMENT,
+    NETWORK_POLICY,
     SECRET,
     SERVICE,
     SERVICE_MONITOR,
@@ -439,3 +440,88 @@ def test_a_deleted_or_deleting_object_is_left_alone() -> None:
     w.store.remove(MODEL_DEPLOYMENT, "ml", "iris")
     assert w.reconcile() == Outcome()
     assert w.kube.writes == []
+
+
+def test_a_rotation_requested_while_one_is_handled_is_not_lost() -> None:
+    w = created()
+    w.someone_edits(
+        MODEL_DEPLOYMENT, "iris", {"metadata": {"annotations": {"modeldeploy.io/rotate": "billing"}}}
+    )
+    # A second request lands on the server after the reconcile read the first (the cache lags).
+    w.kube.edit(
+        MODEL_DEPLOYMENT, "ml", "iris", {"metadata": {"annotations": {"modeldeploy.io/rotate": "search"}}}
+    )
+    outcome = w.reconcile()
+    body = w.kube.stored(MODEL_DEPLOYMENT, "ml", "iris")
+    assert body is not None
+    assert body["metadata"]["annotations"]["modeldeploy.io/rotate"] == "search"
+    assert Write("patch", "ModelDeployment", "iris") not in w.kube.writes
+    assert outcome.requeue_after == 0.0
+
+
+def test_a_rotation_annotation_is_removed_even_when_something_else_changed_meanwhile() -> None:
+    w = created()
+    w.someone_edits(
+        MODEL_DEPLOYMENT, "iris", {"metadata": {"annotations": {"modeldeploy.io/rotate": "billing"}}}
+    )
+    w.kube.edit(MODEL_DEPLOYMENT, "ml", "iris", {"metadata": {"labels": {"team": "ml"}}})
+    w.reconcile()
+    body = w.kube.stored(MODEL_DEPLOYMENT, "ml", "iris")
+    assert body is not None
+    assert "modeldeploy.io/rotate" not in (body["metadata"].get("annotations") or {})
+    assert body["metadata"]["labels"] == {"team": "ml"}
+
+
+# -- allowedImages ---------------------------------------------------------------------------------
+ALLOWED = OperatorConfig(allowed_images=("registry.example/models/*",), status_debounce_seconds=0.0)
+
+
+def test_an_image_outside_allowed_images_gets_no_deployment_and_says_why() -> None:
+    w = world(config=ALLOWED, runtime={"image": "evil.example/miner:1"})
+    w.settle()
+    assert w.kube.stored(DEPLOYMENT, "ml", "iris") is None
+    assert not w.kube.writes_of(kind="Deployment")
+    ready = condition_of(w.status(), "Ready") or {}
+    assert (ready.get("status"), ready.get("reason")) == ("False", "ImageNotAllowed")
+    assert "spec.runtime.image 'evil.example/miner:1' is not allowed" in ready["message"]
+    assert "registry.example/models/*" in ready["message"]
+    assert ("Warning", "Degraded") in _events(w.kube)
+
+
+def test_an_allowed_image_is_deployed_and_a_disallowed_edit_removes_the_deployment() -> None:
+    w = world(config=ALLOWED, runtime={"image": "registry.example/models/runtime:2"})
+    w.settle()
+    assert w.kube.stored(DEPLOYMENT, "ml", "iris") is not None
+    w.someone_edits(MODEL_DEPLOYMENT, "iris", {"spec": {"runtime": {"image": "registry.example/other:1"}}})
+    w.settle()
+    assert w.kube.stored(DEPLOYMENT, "ml", "iris") is None
+    assert (condition_of(w.status(), "Ready") or {}).get("reason") == "ImageNotAllowed"
+
+
+def test_without_allowed_images_every_image_runs() -> None:
+    w = world(runtime={"image": "anything.example/x:1"})
+    w.settle()
+    assert w.kube.stored(DEPLOYMENT, "ml", "iris") is not None
+
+
+# -- NetworkPolicy ---------------------------------------------------------------------------------
+def test_a_network_policy_is_applied_when_enabled_and_deleted_when_disabled() -> None:
+    w = world(
+        networkPolicy={"enabled": True, "allowFrom": [{"podSelector": {"matchLabels": {"app": "web"}}}]}
+    )
+    w.settle()
+    assert Write("apply", "NetworkPolicy", "iris") in w.kube.writes
+    w.kube.writes.clear()
+    w.reconcile()
+    assert w.kube.writes_of("apply") == []  # as desired: nothing written
+    w.someone_edits(MODEL_DEPLOYMENT, "iris", {"spec": {"networkPolicy": {"enabled": False}}})
+    w.settle()
+    assert w.kube.stored(NETWORK_POLICY, "ml", "iris") is None
+    assert Write("delete", "NetworkPolicy", "iris") in w.kube.writes
+
+
+def test_no_network_policy_by_default() -> None:
+    w = world()
+    w.settle()
+    assert w.kube.stored(NETWORK_POLICY, "ml", "iris") is None
+    assert not w.kube.writes_of(kind="NetworkPolicy")

@@ -29,6 +29,10 @@ class OperatorConfig:
     pod_recheck_seconds: float = 5.0  # an unfinished rollout's pods are looked at again after this long
     termination_grace_seconds: int = 30
     prestop_sleep_seconds: int = 5
+    # Image patterns a spec.runtime.image must match ('*' matches anything); empty allows every image.
+    allowed_images: tuple[str, ...] = ()
+    # The namespace whose pods (Prometheus) a ModelDeployment's NetworkPolicy admits to the metrics port.
+    monitoring_namespace: str = "monitoring"
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -57,10 +61,15 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float) ->
     return value
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated setting, each item stripped, empty items dropped."""
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
 def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
     """Settings from ``MODELDEPLOY_*`` environment variables; flags override some of them later."""
     env = os.environ if env is None else env
-    namespaces = tuple(ns for ns in env.get("MODELDEPLOY_NAMESPACES", "").split(",") if ns)
+    namespaces = _list(env, "MODELDEPLOY_NAMESPACES")
     log_format = env.get("MODELDEPLOY_LOG_FORMAT", "plain")
     if log_format not in ("plain", "json"):
         raise ConfigError(f"MODELDEPLOY_LOG_FORMAT={log_format!r} must be 'plain' or 'json'")
@@ -77,4 +86,6 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         status_debounce_seconds=_float(env, "MODELDEPLOY_STATUS_DEBOUNCE_SECONDS", 2.0, 0.0),
         pod_recheck_seconds=_float(env, "MODELDEPLOY_POD_RECHECK_SECONDS", 5.0, 0.1),
         monitoring_api_cache_seconds=_float(env, "MODELDEPLOY_MONITORING_API_CACHE_SECONDS", 10.0, 0.0),
+        allowed_images=_list(env, "MODELDEPLOY_ALLOWED_IMAGES"),
+        monitoring_namespace=env.get("MODELDEPLOY_MONITORING_NAMESPACE", "monitoring").strip(),
     )

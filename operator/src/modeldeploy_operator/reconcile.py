@@ -20,6 +20,7 @@ from modeldeploy_operator.builders import (
     build_client_secret,
     build_deployment,
     build_hashes_secret,
+    build_network_policy,
     build_service,
     build_service_monitor,
 )
@@ -34,9 +35,11 @@ from modeldeploy_operator.constants import (
     COMPONENT_CLIENT_KEY,
     LABEL_CLIENT,
     LABEL_COMPONENT,
+    REASON_IMAGE_NOT_ALLOWED,
 )
 from modeldeploy_operator.drift import contains
 from modeldeploy_operator.events import Note, build_event, key_rotation_notes, transition_notes
+from modeldeploy_operator.image_policy import disallowed_image_message
 from modeldeploy_operator.keyring import KeyPlan, plan_keys
 from modeldeploy_operator.kube import KubeAPI, KubeError
 from modeldeploy_operator.model import ModelDeployment
@@ -44,6 +47,7 @@ from modeldeploy_operator.pacing import PodRecheck, StatusWritePacer
 from modeldeploy_operator.resources import (
     DEPLOYMENT,
     MODEL_DEPLOYMENT,
+    NETWORK_POLICY,
     POD,
     SECRET,
     SERVICE,
@@ -172,17 +176,20 @@ class Reconciler:
         plan = self._reconcile_keys(md, now, outcome)
         deployment = build_deployment(md, self.config)
         observed_deployment = self.store.get(DEPLOYMENT, namespace, name)
-        if needs_apply(deployment, observed_deployment):
+        image_refused = disallowed_image_message(md, self.config.allowed_images)
+        if image_refused is not None:  # the image may not run: no Deployment at all
+            if observed_deployment is not None:
+                self._delete(DEPLOYMENT, namespace, name, outcome)
+            observed_deployment = None
+        elif needs_apply(deployment, observed_deployment):
             observed_deployment = self._apply(deployment, outcome)
         service = build_service(md)
         if needs_apply(service, self.store.get(SERVICE, namespace, name)):
             self._apply(service, outcome)
+        self._reconcile_network_policy(md, outcome)
         monitoring = self._reconcile_service_monitor(md, outcome)
         if md.rotate_clients:
-            patch = {"metadata": {"annotations": {ANNOTATION_ROTATE: None}}}
-            body = self.kube.merge_patch(MODEL_DEPLOYMENT, namespace, name, patch)
-            self.store.put(MODEL_DEPLOYMENT, body)
-            outcome.writes += 1
+            body = self._clear_rotate_annotation(body, outcome)
         desired_hash = deployment["metadata"]["annotations"][ANNOTATION_DESIRED_HASH]
         observed = Observed(
             deployment=observed_deployment,
@@ -192,6 +199,7 @@ class Reconciler:
             client_secrets=[client_secret_name(md.name, client) for client in plan.plaintexts],
             url=service_url(md),
             selector=selector_string(md),
+            blocked=None if image_refused is None else (REASON_IMAGE_NOT_ALLOWED, image_refused),
         )
         status = build_status(md, observed, now)
         if not contains(dict(md.status), status) and self._status_write_due(md, status, outcome):
@@ -210,6 +218,40 @@ class Reconciler:
         if plan.next_expiry is not None:
             outcome.requeue(max((plan.next_expiry - now).total_seconds(), 0.0) + 0.5)
         return outcome
+
+    def _clear_rotate_annotation(self, body: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+        """Remove the rotate annotation, on the condition that the ModelDeployment is still the one
+        read (its resourceVersion): a rotation requested in the meantime is then not lost. On a
+        conflict, the removal is retried on the live object only while it asks for the same rotation.
+        """
+        metadata = body["metadata"]
+        handled = (metadata.get("annotations") or {}).get(ANNOTATION_ROTATE)
+        for _ in range(3):
+            patch = {
+                "metadata": {
+                    "annotations": {ANNOTATION_ROTATE: None},
+                    "resourceVersion": metadata["resourceVersion"],
+                }
+            }
+            try:
+                body = self.kube.merge_patch(MODEL_DEPLOYMENT, metadata["namespace"], metadata["name"], patch)
+            except KubeError as error:
+                if error.status != 409:
+                    raise
+                live = self.kube.get(MODEL_DEPLOYMENT, metadata["namespace"], metadata["name"])
+                if (
+                    live is None
+                    or (live["metadata"].get("annotations") or {}).get(ANNOTATION_ROTATE) != handled
+                ):
+                    outcome.requeue(0.0)  # a new request: the next reconcile handles it
+                    return body
+                metadata = live["metadata"]
+                continue
+            self.store.put(MODEL_DEPLOYMENT, body)
+            outcome.writes += 1
+            return body
+        outcome.requeue(0.0)
+        return body
 
     def _pods_of_unfinished_rollout(
         self, md: ModelDeployment, deployment: Mapping[str, Any] | None, desired_hash: str, outcome: Outcome
@@ -284,6 +326,16 @@ class Reconciler:
         previous_clients = {entry.client for entry in observed_hashes}
         outcome.notes += key_rotation_notes(plan, previous_clients, now, grace)
         return plan
+
+    def _reconcile_network_policy(self, md: ModelDeployment, outcome: Outcome) -> None:
+        observed = self.store.get(NETWORK_POLICY, md.namespace, md.name)
+        if not md.spec.network_policy.enabled:
+            if observed is not None:
+                self._delete(NETWORK_POLICY, md.namespace, md.name, outcome)
+            return
+        desired = build_network_policy(md, self.config)
+        if needs_apply(desired, observed):
+            self._apply(desired, outcome)
 
     def _reconcile_service_monitor(self, md: ModelDeployment, outcome: Outcome) -> Monitoring:
         enabled = md.spec.monitoring.service_monitor.enabled

@@ -71,6 +71,8 @@ class Observed:
     client_secrets: Sequence[str]
     url: str
     selector: str
+    # Why the operator would not write the children (ImageNotAllowed, NameConflict), with a message.
+    blocked: tuple[str, str] | None = None
 
 
 def format_time(moment: datetime) -> str:
@@ -219,6 +221,19 @@ def compute_conditions(md: ModelDeployment, observed: Observed) -> tuple[list[Co
     complete, reason, message, replicas, ready = _rollout(
         md, observed.deployment, observed.desired_deployment_hash
     )
+    if observed.blocked is not None:
+        # Nothing progresses until the user acts: not Ready, not Progressing, Degraded (a Warning Event).
+        blocked_reason, blocked_message = observed.blocked
+        return (
+            [
+                Condition(CONDITION_READY, False, blocked_reason, blocked_message),
+                Condition(CONDITION_PROGRESSING, False, blocked_reason, blocked_message),
+                Condition(CONDITION_DEGRADED, True, blocked_reason, blocked_message),
+                _monitoring_condition(observed.monitoring),
+            ],
+            replicas,
+            ready,
+        )
     degradation = _degradation(observed.deployment, observed.pods)
     deadline = degradation is not None and degradation[0] == REASON_PROGRESS_DEADLINE
     ready_reason, ready_message = degradation or (reason, message)
