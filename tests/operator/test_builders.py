@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from modeldeploy_operator.builders import (
+    build_certificate,
     build_client_secret,
     build_deployment,
     build_hashes_secret,
@@ -88,6 +89,9 @@ def test_service_servicemonitor_and_secrets_match_golden() -> None:
     with_tls = md(tls={"secretName": "iris-tls"})
     check_golden("service-tls", build_service(with_tls))
     check_golden("networkpolicy", build_network_policy(md(networkPolicy=NETWORK_POLICY), CONFIG))
+    issued = md(tls={"secretName": "iris-tls", "issuerRef": {"name": "ca"}})
+    check_golden("certificate", build_certificate(issued) or {})
+    assert build_certificate(with_tls) is None
 
 
 def test_every_container_meets_the_restricted_pod_security_standard() -> None:

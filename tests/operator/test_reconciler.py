@@ -20,6 +20,7 @@ from modeldeploy_operator.kube import KubeError
 from modeldeploy_operator.pacing import MAX_POD_RECHECK_SECONDS, PodRecheck, StatusWritePacer
 from modeldeploy_operator.reconcile import Outcome, Reconciler
 from modeldeploy_operator.resources import (
+    CERTIFICATE,
     DEPLOYMENT,
     EVENT,
     MODEL_DEPLOYMENT,
@@ -525,3 +526,25 @@ def test_no_network_policy_by_default() -> None:
     w.settle()
     assert w.kube.stored(NETWORK_POLICY, "ml", "iris") is None
     assert not w.kube.writes_of(kind="NetworkPolicy")
+
+
+# -- cert-manager ----------------------------------------------------------------------------------
+ISSUED = {"secretName": "iris-tls", "issuerRef": {"name": "ca"}}
+
+
+def test_an_issuer_ref_applies_a_certificate_where_cert_manager_is_installed() -> None:
+    w = world(served=(CERTIFICATE,), tls=ISSUED)
+    w.settle()
+    assert Write("apply", "Certificate", "iris") in w.kube.writes
+    w.someone_edits(MODEL_DEPLOYMENT, "iris", {"spec": {"tls": {"issuerRef": None}}})
+    w.settle()
+    assert w.kube.stored(CERTIFICATE, "ml", "iris") is None
+
+
+def test_without_cert_manager_or_an_issuer_ref_no_certificate_is_written_nor_asked_about() -> None:
+    w = world(tls=ISSUED)
+    w.settle()
+    assert not w.kube.writes_of(kind="Certificate")
+    plain = world()
+    plain.settle()
+    assert ("discovery", "Certificate") not in plain.kube.reads

@@ -133,3 +133,25 @@ def test_the_rotation_precondition_is_enforced_by_the_api_server(crd: Cluster, n
     after = get(crd, namespace, "mdep", "iris")
     assert after is not None
     assert after["metadata"]["annotations"]["modeldeploy.io/rotate"] == "billing"
+
+
+def test_an_issuer_ref_makes_a_cert_manager_certificate_for_the_service_names(
+    certificate_crd: Cluster, namespace: str, start_operator: StartOperator
+) -> None:
+    crd = certificate_crd
+    start_operator()
+    tls = {"secretName": "iris-tls", "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}}
+    crd.apply(manifest("iris", tls=tls), "-n", namespace)
+    certificate = wait_until("the Certificate", lambda: get(crd, namespace, "certificate", "iris"))
+    assert certificate["spec"]["secretName"] == "iris-tls"
+    assert certificate["spec"]["issuerRef"] == {
+        "name": "ca",
+        "kind": "ClusterIssuer",
+        "group": "cert-manager.io",
+    }
+    assert certificate["spec"]["dnsNames"] == ["iris", f"iris.{namespace}", f"iris.{namespace}.svc"]
+    assert certificate["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+
+    patch = json.dumps({"spec": {"tls": {"secretName": "iris-tls", "issuerRef": None}}})
+    crd.kubectl("patch", "mdep", "iris", "-n", namespace, "--type=merge", "-p", patch)
+    wait_until("the Certificate deleted", lambda: get(crd, namespace, "certificate", "iris") is None)

@@ -264,7 +264,14 @@ def test_config_from_env_and_flags() -> None:
 def test_the_children_are_watched_through_a_server_side_label_selector() -> None:
     settings = kopf.OperatorSettings()
     configure_settings(settings)
-    assert {child.kind for child in CHILDREN} == {"Deployment", "Service", "Secret", "ServiceMonitor", "NetworkPolicy"}
+    assert {child.kind for child in CHILDREN} == {
+        "Deployment",
+        "Service",
+        "Secret",
+        "ServiceMonitor",
+        "NetworkPolicy",
+        "Certificate",
+    }
     for child in CHILDREN:
         resource = kopf.Resource(child.group, child.version, child.plural)
         assert settings.watching.label_selectors.collect(resource) == [OWNED_SELECTOR]

@@ -55,6 +55,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The cert-manager Certificate per ModelDeployment with spec.tls.issuerRef; deleted when it goes.
+- apiGroups: ["cert-manager.io"]
+  resources: ["certificates"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Events for meaningful transitions (Ready, rollout done, model failed to load, monitoring skipped).
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]

@@ -81,8 +81,15 @@ class MonitoringSpec(_Spec):
     service_monitor: ServiceMonitorSpec = Field(default_factory=ServiceMonitorSpec, alias="serviceMonitor")
 
 
+class IssuerRef(_Spec):
+    name: str
+    kind: Literal["Issuer", "ClusterIssuer"] = "Issuer"
+    group: str = "cert-manager.io"
+
+
 class TLSSpec(_Spec):
     secret_name: str = Field(alias="secretName")
+    issuer_ref: IssuerRef | None = Field(default=None, alias="issuerRef")
 
 
 class NetworkPeer(_Spec):

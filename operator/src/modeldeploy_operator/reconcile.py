@@ -17,6 +17,7 @@ from typing import Any
 
 from modeldeploy_operator.apis import APIAvailability
 from modeldeploy_operator.builders import (
+    build_certificate,
     build_client_secret,
     build_deployment,
     build_hashes_secret,
@@ -45,6 +46,7 @@ from modeldeploy_operator.kube import KubeAPI, KubeError
 from modeldeploy_operator.model import ModelDeployment
 from modeldeploy_operator.pacing import PodRecheck, StatusWritePacer
 from modeldeploy_operator.resources import (
+    CERTIFICATE,
     DEPLOYMENT,
     MODEL_DEPLOYMENT,
     NETWORK_POLICY,
@@ -187,6 +189,7 @@ class Reconciler:
         if needs_apply(service, self.store.get(SERVICE, namespace, name)):
             self._apply(service, outcome)
         self._reconcile_network_policy(md, outcome)
+        self._reconcile_certificate(md, outcome)
         monitoring = self._reconcile_service_monitor(md, outcome)
         if md.rotate_clients:
             body = self._clear_rotate_annotation(body, outcome)
@@ -336,6 +339,23 @@ class Reconciler:
         desired = build_network_policy(md, self.config)
         if needs_apply(desired, observed):
             self._apply(desired, outcome)
+
+    def _reconcile_certificate(self, md: ModelDeployment, outcome: Outcome) -> None:
+        """cert-manager's Certificate with spec.tls.issuerRef; without its API, the pods wait for the
+        Secret that someone else has to provide."""
+        observed = self.store.get(CERTIFICATE, md.namespace, md.name)
+        desired = build_certificate(md)
+        if desired is None:
+            if observed is not None:
+                self._delete(CERTIFICATE, md.namespace, md.name, outcome)
+            return
+        if self.apis.available(CERTIFICATE) and needs_apply(desired, observed):
+            try:
+                self._apply(desired, outcome)
+            except KubeError as error:
+                if error.status != 404:
+                    raise
+                self.apis.forget(CERTIFICATE)  # the CRD went away between discovery and apply
 
     def _reconcile_service_monitor(self, md: ModelDeployment, outcome: Outcome) -> Monitoring:
         enabled = md.spec.monitoring.service_monitor.enabled
