@@ -179,10 +179,15 @@ def test_the_first_reconcile_creates_every_child_then_the_status_after_the_debou
     assert all(key not in str(entry) for entry in hashes)
 
 
-def test_a_never_reconciled_object_does_not_ask_the_server_for_its_secrets() -> None:
+def test_a_child_the_cache_lacks_is_asked_for_once_before_it_is_created_then_never() -> None:
     w = world()
+    w.reconcile()  # the cache holds only our labelled objects: a same-named foreign one must be seen
+    assert sorted(read for read in w.kube.reads if read[0] == "get") == [
+        ("get", "Deployment"), ("get", "Secret"), ("get", "Secret"), ("get", "Service"),
+    ]  # fmt: skip
+    w.kube.reads.clear()
     w.reconcile()
-    assert ("get", "Secret") not in w.kube.reads
+    assert [read for read in w.kube.reads if read[0] == "get"] == []
 
 
 # -- no-op -----------------------------------------------------------------------------------------
@@ -548,3 +553,63 @@ def test_without_cert_manager_or_an_issuer_ref_no_certificate_is_written_nor_ask
     plain = world()
     plain.settle()
     assert ("discovery", "Certificate") not in plain.kube.reads
+
+
+# -- never adopt -----------------------------------------------------------------------------------
+def _foreign(resource: Resource, name: str, **extra: Any) -> dict[str, Any]:
+    """Someone else's object: no owner reference to the ModelDeployment (maybe even our labels)."""
+    return {"apiVersion": resource.api_version, "kind": resource.kind,
+            "metadata": {"name": name, "namespace": "ml", **extra}, "data": {"api-key": "dGhlaXJz"}}  # fmt: skip
+
+
+FOREIGN_CASES = {
+    "Service": (SERVICE, "iris"),
+    "Deployment": (DEPLOYMENT, "iris"),
+    "hashes Secret": (SECRET, "iris-apikeys"),
+    "client Secret": (SECRET, "iris-client-billing"),
+    "ServiceMonitor": (SERVICE_MONITOR, "iris"),
+    "NetworkPolicy": (NETWORK_POLICY, "iris"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOREIGN_CASES))
+def test_a_foreign_same_named_object_is_left_alone_and_reported(case: str) -> None:
+    resource, name = FOREIGN_CASES[case]
+    w = world(served=(SERVICE_MONITOR,), networkPolicy={"enabled": True})
+    foreign = w.kube.seed(_foreign(resource, name))
+    w.settle()
+    assert w.kube.stored(resource, "ml", name) == foreign, "the foreign object was written to"
+    assert not [x for x in w.kube.writes if (x.kind, x.name) == (resource.kind, name)]
+    ready = condition_of(w.status(), "Ready") or {}
+    assert (ready.get("status"), ready.get("reason")) == ("False", "NameConflict")
+    assert f"{resource.kind} {name}" in ready["message"]
+    assert ("Warning", "Degraded") in _events(w.kube)
+
+
+def test_a_labelled_object_of_another_owner_is_not_ours_either() -> None:
+    w = world()
+    labels = {
+        "app.kubernetes.io/managed-by": "modeldeploy-operator",
+        "modeldeploy.io/model-deployment": "iris",
+    }
+    owner = {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment", "name": "iris",
+             "uid": "an-earlier-iris", "controller": True}  # fmt: skip
+    foreign = w.kube.seed(_foreign(SERVICE, "iris", labels=labels, ownerReferences=[owner]))
+    w.store.put(SERVICE, foreign)  # labelled: the watch brought it into the cache
+    w.settle()
+    assert w.kube.stored(SERVICE, "ml", "iris") == foreign
+    assert (condition_of(w.status(), "Ready") or {}).get("reason") == "NameConflict"
+
+
+def test_a_name_conflict_clears_by_itself_once_the_foreign_object_is_gone() -> None:
+    w = world()
+    w.kube.seed(_foreign(SERVICE, "iris"))
+    outcome = w.reconcile()
+    assert outcome.requeue_after is not None
+    assert outcome.requeue_after <= CONFIG.conflict_recheck_seconds
+    w.kube.remove(SERVICE, "ml", "iris")
+    w.settle()
+    service = w.kube.stored(SERVICE, "ml", "iris")
+    assert service is not None
+    assert service["spec"]["type"] == "ClusterIP"
+    assert (condition_of(w.status(), "Ready") or {}).get("reason") != "NameConflict"

@@ -155,3 +155,43 @@ def test_an_issuer_ref_makes_a_cert_manager_certificate_for_the_service_names(
     patch = json.dumps({"spec": {"tls": {"secretName": "iris-tls", "issuerRef": None}}})
     crd.kubectl("patch", "mdep", "iris", "-n", namespace, "--type=merge", "-p", patch)
     wait_until("the Certificate deleted", lambda: get(crd, namespace, "certificate", "iris") is None)
+
+
+def test_a_foreign_same_named_service_is_never_adopted_and_the_conflict_clears_by_itself(
+    crd: Cluster, namespace: str, start_operator: StartOperator
+) -> None:
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "iris", "labels": {"app": "theirs"}},
+        "spec": {
+            "type": "NodePort",
+            "selector": {"app": "theirs"},
+            "ports": [{"port": 80, "targetPort": 8080}],
+        },
+    }
+    crd.apply(foreign, "-n", namespace)
+    before = get(crd, namespace, "service", "iris")
+    assert before is not None
+    start_operator(MODELDEPLOY_CONFLICT_RECHECK_SECONDS="1")
+    crd.apply(manifest("iris"), "-n", namespace)
+    body = wait_status(crd, namespace, "iris", "Ready=False/NameConflict",
+                       check=lambda b: (condition(b, "Ready") or {}).get("reason") == "NameConflict")  # fmt: skip
+    assert "Service iris" in (condition(body, "Ready") or {})["message"]
+    events = crd.get_json("events", "-n", namespace, "--field-selector", "involvedObject.name=iris")["items"]
+    assert any(e["type"] == "Warning" and "NameConflict" in e["message"] for e in events), events
+    after = get(crd, namespace, "service", "iris")
+    assert after is not None
+    # Untouched: same resourceVersion, still a NodePort with its selector, no owner reference.
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["spec"]["type"] == "NodePort"
+    assert after["spec"]["selector"] == {"app": "theirs"}
+    assert "ownerReferences" not in after["metadata"]
+    assert get(crd, namespace, "deployment", "iris") is not None  # the other children are made
+
+    crd.kubectl("delete", "service", "iris", "-n", namespace)
+    wait_ready(crd, namespace, "iris")
+    service = get(crd, namespace, "service", "iris")
+    assert service is not None
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"]

@@ -27,6 +27,9 @@ class OperatorConfig:
     monitoring_api_cache_seconds: float = 10.0
     status_debounce_seconds: float = 2.0  # progress-only status changes (replica counts) wait this long
     pod_recheck_seconds: float = 5.0  # an unfinished rollout's pods are looked at again after this long
+    conflict_recheck_seconds: float = (
+        10.0  # a same-named object that is not ours is looked at again after this long
+    )
     termination_grace_seconds: int = 30
     prestop_sleep_seconds: int = 5
     # Image patterns a spec.runtime.image must match ('*' matches anything); empty allows every image.
@@ -85,6 +88,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         coalesce_seconds=_float(env, "MODELDEPLOY_COALESCE_SECONDS", 0.3, 0.0),
         status_debounce_seconds=_float(env, "MODELDEPLOY_STATUS_DEBOUNCE_SECONDS", 2.0, 0.0),
         pod_recheck_seconds=_float(env, "MODELDEPLOY_POD_RECHECK_SECONDS", 5.0, 0.1),
+        conflict_recheck_seconds=_float(env, "MODELDEPLOY_CONFLICT_RECHECK_SECONDS", 10.0, 0.1),
         monitoring_api_cache_seconds=_float(env, "MODELDEPLOY_MONITORING_API_CACHE_SECONDS", 10.0, 0.0),
         allowed_images=_list(env, "MODELDEPLOY_ALLOWED_IMAGES"),
         monitoring_namespace=env.get("MODELDEPLOY_MONITORING_NAMESPACE", "monitoring").strip(),

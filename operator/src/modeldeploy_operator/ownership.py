@@ -23,10 +23,9 @@ def is_ours(obj: Mapping[str, Any], md: ModelDeployment) -> bool:
 
 
 def conflict_message(objects: Sequence[tuple[str, str]]) -> str:
-    """The NameConflict message, naming each (kind, name) that is in the way."""
+    """The NameConflict message, naming each (kind, name) in the way."""
     named = ", ".join(f"{kind} {name}" for kind, name in objects)
-    verb = "exists" if len(objects) == 1 else "exist"
     return (
-        f"{named} already {verb} and {'is' if len(objects) == 1 else 'are'} not owned by this ModelDeployment: "
-        "the operator leaves it alone; delete or rename it, or rename the ModelDeployment"
+        f"not owned by this ModelDeployment, so left untouched: {named} (no controller owner reference "
+        "to its uid); delete or rename it, or give the ModelDeployment another name"
     )

@@ -27,6 +27,7 @@ from modeldeploy_operator.constants import (
     REASON_DEPLOYMENT_PENDING,
     REASON_IMAGE_PULL,
     REASON_MONITORING_DISABLED,
+    REASON_NAME_CONFLICT,
     REASON_PROGRESS_DEADLINE,
     REASON_REPLICA_FAILURE,
     REASON_ROLLED_OUT,
@@ -50,6 +51,7 @@ class Monitoring(Enum):
     APPLIED = "applied"
     CRD_MISSING = "crd-missing"
     DISABLED = "disabled"
+    NAME_CONFLICT = "name-conflict"  # a same-named ServiceMonitor is someone else's
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,9 @@ def _monitoring_condition(monitoring: Monitoring) -> Condition:
             REASON_SERVICE_MONITOR_APPLIED,
             f"the {SERVICE_MONITOR.kind} is applied",
         )
+    if monitoring is Monitoring.NAME_CONFLICT:
+        message = f"the {SERVICE_MONITOR.kind} is not applied: a same-named one is not owned by this ModelDeployment"
+        return Condition(CONDITION_MONITORING, False, REASON_NAME_CONFLICT, message)
     if monitoring is Monitoring.CRD_MISSING:
         api = f"{SERVICE_MONITOR.api_version} {SERVICE_MONITOR.kind}"
         message = f"monitoring skipped: the {api} API is not installed"
