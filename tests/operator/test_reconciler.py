@@ -613,3 +613,16 @@ def test_a_name_conflict_clears_by_itself_once_the_foreign_object_is_gone() -> N
     assert service is not None
     assert service["spec"]["type"] == "ClusterIP"
     assert (condition_of(w.status(), "Ready") or {}).get("reason") != "NameConflict"
+
+
+def test_a_rotation_request_waits_while_a_key_secret_is_someone_elses() -> None:
+    w = created()
+    w.someone_deletes(SECRET, "iris-apikeys")
+    w.kube.seed(_foreign(SECRET, "iris-apikeys"))
+    w.someone_edits(
+        MODEL_DEPLOYMENT, "iris", {"metadata": {"annotations": {"modeldeploy.io/rotate": "billing"}}}
+    )
+    w.reconcile()
+    body = w.kube.stored(MODEL_DEPLOYMENT, "ml", "iris")
+    assert body is not None
+    assert body["metadata"]["annotations"]["modeldeploy.io/rotate"] == "billing"

@@ -212,7 +212,8 @@ class Reconciler:
         self._reconcile_network_policy(md, outcome)
         self._reconcile_certificate(md, outcome)
         monitoring = self._reconcile_service_monitor(md, outcome)
-        if md.rotate_clients:
+        keys_blocked = any(kind == SECRET.kind for kind, _ in outcome.conflicts)
+        if md.rotate_clients and not keys_blocked:  # else the request waits until keys can be issued
             body = self._clear_rotate_annotation(body, outcome)
         desired_hash = deployment["metadata"]["annotations"][ANNOTATION_DESIRED_HASH]
         observed = Observed(
