@@ -65,7 +65,7 @@ BAD_INPUTS: dict[str, tuple[dict[str, Any], str]] = {
     "bad env name": (manifest("iris", runtime={"env": [{"name": "1X", "value": "v"}]}), "spec.runtime.env[].name must be"),
     # A pickle is loaded only with a pinned digest.
     "joblib without sha256": (with_model(uri="s3://bucket/m.joblib", version="1"), "spec.model.sha256 is required for format joblib"),
-    "explicit joblib without sha256": (with_model(uri="s3://b/m.joblib", version="1", format="joblib"),
+    "explicit joblib without sha256": (with_model(uri="s3://bucket/m.joblib", version="1", format="joblib"),
                                        "modeldeploy-runtime registry resolve"),
     # Scheduling.
     "bad nodeSelector key": (runtime(nodeSelector={"bad key!": "x"}), "spec.runtime.nodeSelector keys must be label keys"),
@@ -206,7 +206,7 @@ def test_the_example_is_valid(crd: Cluster, namespace: str) -> None:
 
 
 def test_skops_needs_no_digest(crd: Cluster, namespace: str) -> None:
-    code, output = dry_run(crd, namespace, with_model(uri="s3://b/m.skops", version="1", format="skops"))
+    code, output = dry_run(crd, namespace, with_model(uri="s3://bucket/m.skops", version="1", format="skops"))
     assert code == 0, output
 
 
