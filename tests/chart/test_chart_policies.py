@@ -81,6 +81,15 @@ def test_every_managed_kind_has_the_permissions_the_operator_uses() -> None:
     assert "update" in granted[f"{primary}/finalizers"]
 
 
+@pytest.fixture
+def crd(cluster: Cluster) -> Cluster:
+    """The ModelDeployment CRD, as users install it."""
+    crds = str(REPO_ROOT / "crds")
+    cluster.kubectl("apply", "--server-side", "-f", crds)
+    cluster.kubectl("wait", "--for", "condition=Established", "--timeout=60s", "-f", crds)
+    return cluster
+
+
 def test_allowed_images_policy_makes_the_api_server_refuse_other_images(crd: Cluster, namespace: str) -> None:
     release = f"images-{namespace[-6:]}"  # the policy is cluster-scoped: a name of its own
     rendered = subprocess.run(
