@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
+from modeldeploy_devenv.assets import require_binary
 from modeldeploy_operator.resources import CHILDREN, MODEL_DEPLOYMENT
 from tests.conftest import REPO_ROOT, Cluster
-from tests.controlplane.assets import require_binary
 from tests.operator.factories import manifest
-from tests.polling import wait_until
+from tests.support import wait_until
 
 CHART = REPO_ROOT / "charts" / "modeldeploy"
 GOLDEN = Path(__file__).parent / "golden"

@@ -17,7 +17,7 @@ from tests.conftest import Cluster
 from tests.operator.conftest import StartOperator
 from tests.operator.factories import manifest, md_body
 from tests.operator.helpers import condition, get, wait_ready, wait_status
-from tests.polling import wait_until
+from tests.support import wait_until
 
 ALLOWED = "registry.example/models/*"
 

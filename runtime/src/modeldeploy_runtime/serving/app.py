@@ -1,0 +1,294 @@
+"""The ASGI application: routing, limits, authentication and error mapping, without a framework.
+
+A raw ASGI callable keeps the per-request cost to one route lookup, one JSON decode and one JSON
+encode (orjson), with no request-model objects. ``create_app`` is the only constructor.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modeldeploy_runtime.errors import RequestError
+from modeldeploy_runtime.serving.auth import UNAUTHORIZED_MESSAGE, Authenticator
+from modeldeploy_runtime.serving.dataplane import DataPlane, NotStartedError
+from modeldeploy_runtime.serving.metrics import PROTOCOL_NONE, PROTOCOL_V1, PROTOCOL_V2, RuntimeMetrics
+from modeldeploy_runtime.serving.model import PREDICT, InputError
+from modeldeploy_runtime.serving.protocols import v1, v2
+from modeldeploy_runtime.serving.settings import RuntimeSettings
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_LIVE_BODY = b'{"live":true}'
+_RETRY_AFTER_SECONDS = b"1"
+
+
+class ClientDisconnectedError(Exception):
+    """The client went away before its body arrived; nothing to answer."""
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def _is_json_content_type(value: bytes | None) -> bool:
+    if value is None:
+        return True  # absent: accept, as the standard V2 clients and curl --json do send it anyway
+    media = value.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or media.endswith(b"+json")
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole body, or 413 as soon as it is known to exceed ``limit`` (declared or streamed)."""
+    declared = _header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnectedError
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class RuntimeApp:
+    """Routes the V1 and V2 endpoints of one model onto a data plane."""
+
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        dataplane: DataPlane,
+        metrics: RuntimeMetrics,
+        authenticator: Authenticator,
+    ) -> None:
+        self._settings = settings
+        self._dataplane = dataplane
+        self._metrics = metrics
+        self._auth = authenticator
+        self._model = dataplane.description
+        self._inflight = 0
+        self._max_inflight = settings.max_concurrency
+        self._v2_model_prefix = f"/v2/models/{self._model.name}"
+        self._v1_model_path = f"/v1/models/{self._model.name}"
+        self._server_metadata = v2.server_metadata()
+        self._model_metadata = v2.model_metadata(self._model)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self._dataplane.start()
+                except Exception as error:
+                    log.exception("warm-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+                log.info("worker ready", extra={"model": self._model.name})
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._dataplane.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        # Health: open, unlimited, not counted, so probes work under any load.
+        if path == "/v2/health/live":
+            await _respond(send, 200, _LIVE_BODY)
+            return
+        if path == "/v2/health/ready":
+            ready = self._dataplane.is_ready()
+            await _respond(send, 200 if ready else 503, v2.readiness(ready))
+            return
+        started = time.perf_counter()
+        protocol = (
+            PROTOCOL_V2
+            if path.startswith("/v2")
+            else PROTOCOL_V1
+            if path.startswith("/v1")
+            else PROTOCOL_NONE
+        )
+        if self._inflight >= self._max_inflight:
+            await _respond(
+                send,
+                503,
+                b'{"error":"too many requests in flight; retry shortly"}',
+                extra=[(b"retry-after", _RETRY_AFTER_SECONDS)],
+            )
+            self._metrics.record_request(protocol, 503, time.perf_counter() - started)
+            return
+        self._inflight += 1
+        self._metrics.inflight_now.inc()
+        status = 500
+        try:
+            status, body = await self._route(scope, receive, method, path)
+            await _respond(send, status, body, close=status == 413)
+        except RequestError as error:
+            status = error.status
+            await _respond(send, status, _error_body(error.message), close=status == 413)
+        except ClientDisconnectedError:
+            status = 499
+        except Exception:
+            log.exception("request failed", extra={"path": path})
+            status = 500
+            await _respond(send, 500, _error_body("internal error; see the server log"))
+        finally:
+            self._inflight -= 1
+            self._metrics.inflight_now.dec()
+            self._metrics.record_request(protocol, status, time.perf_counter() - started)
+
+    def _authorise(self, scope: Scope) -> None:
+        reason = self._auth.check(scope["headers"])
+        if reason is not None:
+            self._metrics.record_auth_failure(reason)
+            client = scope.get("client")
+            log.warning(
+                "API key refused",
+                extra={"reason": reason, "client": client[0] if client else None, "path": scope["path"]},
+            )
+            raise RequestError(401, UNAUTHORIZED_MESSAGE)
+
+    async def _route(self, scope: Scope, receive: Receive, method: str, path: str) -> tuple[int, bytes]:
+        if path.startswith(self._v2_model_prefix):
+            routed = await self._route_v2_model(scope, receive, method, path[len(self._v2_model_prefix) :])
+        elif path.startswith(self._v1_model_path):
+            routed = await self._route_v1_model(scope, receive, method, path[len(self._v1_model_path) :])
+        elif path in ("/v2", "/v2/"):
+            _require(method, "GET")
+            routed = 200, self._server_metadata
+        elif path == "/v1/models":
+            _require(method, "GET")
+            routed = 200, orjson.dumps({"models": [self._model.name]})
+        else:
+            routed = None
+        if routed is not None:
+            return routed
+        if path.startswith(("/v2/models/", "/v1/models/")):
+            raise RequestError(
+                404, f"unknown model or endpoint {path!r}; this server serves model {self._model.name!r}"
+            )
+        raise RequestError(404, f"no such endpoint: {path!r}")
+
+    async def _route_v2_model(
+        self, scope: Scope, receive: Receive, method: str, rest: str
+    ) -> tuple[int, bytes] | None:
+        if rest.startswith("/versions/"):
+            version, _, tail = rest[len("/versions/") :].partition("/")
+            if version != self._model.version:
+                raise RequestError(
+                    404,
+                    f"model {self._model.name!r} has no version {version!r}; it serves {self._model.version!r}",
+                )
+            rest = "/" + tail if tail else ""
+        if rest == "/infer":
+            _require(method, "POST")
+            self._authorise(scope)
+            return 200, await self._infer_v2(scope, receive)
+        if rest == "/ready":
+            _require(method, "GET")
+            ready = self._dataplane.is_ready()
+            return (200 if ready else 503), v2.readiness(ready)
+        if rest in ("", "/"):
+            _require(method, "GET")
+            self._authorise(scope)
+            return 200, self._model_metadata
+        return None
+
+    async def _route_v1_model(
+        self, scope: Scope, receive: Receive, method: str, rest: str
+    ) -> tuple[int, bytes] | None:
+        if rest == ":predict":
+            _require(method, "POST")
+            self._authorise(scope)
+            return 200, await self._predict_v1(scope, receive)
+        if rest == "":
+            _require(method, "GET")
+            ready = self._dataplane.is_ready()
+            return (200 if ready else 503), v1.model_status(self._model, ready)
+        return None
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        if not _is_json_content_type(_header(scope, b"content-type")):
+            raise RequestError(415, "expected Content-Type: application/json")
+        return await _read_body(scope, receive, self._settings.max_body_bytes)
+
+    async def _infer_v2(self, scope: Scope, receive: Receive) -> bytes:
+        request = v2.parse_infer_request(await self._body(scope, receive), self._model)
+        results = await self._run(request.features, request.outputs)
+        return v2.render_infer_response(self._model, request, results)
+
+    async def _predict_v1(self, scope: Scope, receive: Receive) -> bytes:
+        features = v1.parse_predict_request(await self._body(scope, receive), self._model)
+        results = await self._run(features, frozenset((PREDICT,)))
+        return v1.render_predict_response(results[PREDICT])
+
+    async def _run(self, features: np.ndarray, outputs: frozenset[str]) -> dict[str, np.ndarray]:
+        try:
+            return await self._dataplane.infer(features, outputs)
+        except NotStartedError:
+            raise RequestError(503, "model is not loaded yet; retry shortly") from None
+        except InputError as error:
+            raise RequestError(400, str(error)) from None
+
+
+def _require(method: str, expected: str) -> None:
+    if method != expected and not (expected == "GET" and method == "HEAD"):
+        raise RequestError(405, f"method {method} not allowed here; use {expected}")
+
+
+def _error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    *,
+    close: bool = False,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="modeldeploy"'))
+    if close:
+        headers.append((b"connection", b"close"))
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(
+    settings: RuntimeSettings, dataplane: DataPlane, metrics: RuntimeMetrics, authenticator: Authenticator
+) -> RuntimeApp:
+    """The ASGI app for one model (see :func:`modeldeploy_runtime.serving.factory.build_app`)."""
+    return RuntimeApp(settings, dataplane, metrics, authenticator)

@@ -1,0 +1,261 @@
+"""Process model of ``serve``: a supervisor that loads the model once and forks the workers.
+
+The supervisor verifies and loads the model (so a bad digest or an untrusted artifact stops the
+start before any socket is served), binds the port, then forks ``--workers`` processes that share
+the listening socket and the loaded model's memory. Each worker runs uvicorn (uvloop + httptools)
+with the raw ASGI app, warms the model up, and only then reports ready. The supervisor serves the
+summed metrics of all workers, restarts a worker that dies, and on SIGTERM passes the signal on
+and exits 0 once every worker has drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from types import FrameType
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from modeldeploy_runtime.errors import StartupError
+from modeldeploy_runtime.serving.auth import KeySource
+from modeldeploy_runtime.serving.factory import api_keys, build_app, load_configured_model
+from modeldeploy_runtime.serving.metrics import RuntimeMetrics, forget_process, serve_metrics
+from modeldeploy_runtime.serving.model import LoadedModel
+from modeldeploy_runtime.serving.settings import RuntimeSettings
+
+log = logging.getLogger(__name__)
+
+_RESTARTS_ALLOWED = 5
+_RESTART_WINDOW_SECONDS = 60.0
+_TIMEOUT_BODY = b'{"error":"request headers not received in time"}'
+_REQUEST_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    + b"content-length: "
+    + str(len(_TIMEOUT_BODY)).encode()
+    + b"\r\n\r\n"
+    + _TIMEOUT_BODY
+)
+
+
+def header_deadline_protocol(timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol, closing connections whose request headers are too slow."""
+
+    class HeaderDeadlineProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self._arm_header_deadline()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._header_timer is None:
+                self._arm_header_deadline()
+
+        def on_headers_complete(self) -> None:
+            self._disarm_header_deadline()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm_header_deadline()
+            super().connection_lost(exc)
+
+        def _arm_header_deadline(self) -> None:
+            self._header_timer = self.loop.call_later(timeout, self._header_deadline_passed)
+
+        def _disarm_header_deadline(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _header_deadline_passed(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                client = self.client[0] if self.client else None
+                log.warning("request headers too slow; connection closed", extra={"client": client})
+                self.transport.write(_REQUEST_TIMEOUT_RESPONSE)
+                self.transport.close()
+
+    return HeaderDeadlineProtocol
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run_worker(
+    settings: RuntimeSettings, model: LoadedModel, keys: KeySource | None, sock: socket.socket
+) -> int:
+    """The body of one forked worker; returns its exit code."""
+    serving = build_app(settings, model, keys)
+    dataplane = serving.dataplane
+    config = uvicorn.Config(
+        serving.app,
+        loop="uvloop",
+        http=header_deadline_protocol(settings.header_timeout_seconds),
+        lifespan="on",
+        access_log=settings.access_log,
+        log_config=None,
+        server_header=False,
+        timeout_keep_alive=settings.keep_alive_seconds,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+        backlog=2048,
+    )
+
+    class DrainingServer(uvicorn.Server):
+        """On SIGTERM: unready at once, optionally keep serving a while, then drain and exit 0."""
+
+        exit_at: float | None = None
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            dataplane.begin_drain()
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            elif settings.shutdown_delay_seconds > 0 and self.exit_at is None:
+                self.exit_at = time.monotonic() + settings.shutdown_delay_seconds
+            else:
+                self.should_exit = True  # not re-raised afterwards: a drained worker exits 0
+
+        async def on_tick(self, counter: int) -> bool:
+            if self.exit_at is not None and time.monotonic() >= self.exit_at:
+                return True
+            return bool(await super().on_tick(counter))
+
+    server = DrainingServer(config)
+    server.run(sockets=[sock])
+    return 0 if server.started else 3
+
+
+def _fork_worker(
+    settings: RuntimeSettings, model: LoadedModel, keys: KeySource | None, sock: socket.socket
+) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        code = _run_worker(settings, model, keys, sock)
+    except BaseException:
+        log.exception("worker crashed")
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+class Supervisor:
+    """Keeps ``workers`` processes serving until SIGTERM/SIGINT, then waits for them to drain."""
+
+    def __init__(
+        self, settings: RuntimeSettings, model: LoadedModel, keys: KeySource | None, sock: socket.socket
+    ) -> None:
+        self._settings = settings
+        self._model = model
+        self._keys = keys
+        self._sock = sock
+        self._workers: set[int] = set()
+        self._stopping = False
+        self._restarts: list[float] = []
+
+    def _stop(self, sig: int, frame: FrameType | None) -> None:
+        first = not self._stopping
+        self._stopping = True
+        if first:
+            log.info("stopping: draining workers", extra={"signal": signal.Signals(sig).name})
+            self._sock.close()  # our copy: new connections are refused once the workers close theirs
+        for pid in list(self._workers):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._stop)
+        for _ in range(self._settings.workers):
+            self._workers.add(_fork_worker(self._settings, self._model, self._keys, self._sock))
+        self._start_metrics()
+        exit_code = 0
+        while self._workers:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            if pid not in self._workers:
+                continue
+            self._workers.discard(pid)
+            forget_process(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if self._stopping:
+                if code != 0:
+                    log.error("worker exited uncleanly while draining", extra={"worker": pid, "code": code})
+                    exit_code = 1
+                continue
+            log.error("worker exited unexpectedly", extra={"worker": pid, "code": code})
+            now = time.monotonic()
+            self._restarts = [t for t in self._restarts if now - t < _RESTART_WINDOW_SECONDS] + [now]
+            if code == 3 or len(self._restarts) > _RESTARTS_ALLOWED:
+                log.error("workers keep failing; stopping")
+                self._stop(signal.SIGTERM, None)
+                exit_code = 1
+                continue
+            self._workers.add(_fork_worker(self._settings, self._model, self._keys, self._sock))
+        log.info("stopped", extra={"code": exit_code})
+        return exit_code
+
+    def _start_metrics(self) -> None:
+        if self._settings.metrics_port == 0:
+            return
+        try:
+            serve_metrics(self._settings.metrics_port, self._settings.host)
+        except OSError as error:
+            log.error(
+                "metrics port unavailable; serving without metrics",
+                extra={"port": self._settings.metrics_port, "error": error.strerror},
+            )
+
+
+def serve(settings: RuntimeSettings) -> int:
+    """Run ``serve`` until stopped; raises StartupError for anything the user can fix.
+
+    ``metrics_dir.prepare_metrics_dir`` must have run before this module was imported.
+    """
+    keys = api_keys(settings)  # a bad keys file stops the start before the model loads
+    model = load_configured_model(settings)
+    for warning in model.warnings:
+        log.warning(warning, extra={"model": model.name})
+    log.info(
+        "model loaded",
+        extra={
+            "model": model.name,
+            "version": model.version,
+            "sha256": model.sha256,
+            "estimator": type(model.estimator).__name__,
+            "load_seconds": round(model.load_seconds, 4),
+        },
+    )
+    sock = bind_socket(settings.host, settings.port)
+    RuntimeMetrics(model, batch_max_size=settings.batch_max_size).record_model()
+    scheme = "https" if settings.tls else "http"
+    log.info(
+        "serving",
+        extra={"url": f"{scheme}://{settings.host}:{settings.port}", "workers": settings.workers},
+    )
+    return Supervisor(settings, model, keys, sock).run()
