@@ -176,7 +176,7 @@ def model_deployment(name: str, namespace: str, clients: int) -> dict[str, Any]:
         "kind": "ModelDeployment",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
-            "model": {"uri": f"s3://models/{name}/1/model.joblib", "version": "1"},
+            "model": {"uri": f"s3://models/{name}/1/model.joblib", "version": "1", "sha256": "0" * 64},
             "auth": {"clients": [{"name": f"client{i}"} for i in range(clients)]},
         },
     }

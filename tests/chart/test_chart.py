@@ -78,7 +78,11 @@ def _model_deployment(name: str) -> dict[str, Any]:
         "kind": "ModelDeployment",
         "metadata": {"name": name},
         "spec": {
-            "model": {"uri": "https://models.example.com/iris/1/model.joblib", "version": "1"},
+            "model": {
+                "uri": "https://models.example.com/iris/1/model.joblib",
+                "version": "1",
+                "sha256": "0" * 64,
+            },
             "auth": {"clients": [{"name": "billing"}]},
         },
     }

@@ -13,6 +13,7 @@ from tests.conftest import REPO_ROOT, Cluster
 
 CRD_DIR = REPO_ROOT / "crds"
 SERVICE_MONITOR_CRD = Path(__file__).parent / "servicemonitor-crd.yaml"
+CERTIFICATE_CRD = Path(__file__).parent / "certificate-crd.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -48,10 +49,20 @@ def start_operator(crd: Cluster, namespace: str, tmp_path: Path) -> Iterator[Sta
         print(f"--- operator log {operator.log} ---\n{operator.logs()[-4000:]}")
 
 
+def _installed(cluster: Cluster, path: Path) -> Iterator[Cluster]:
+    cluster.kubectl("apply", "-f", str(path))
+    cluster.kubectl("wait", "--for", "condition=Established", "--timeout=60s", "-f", str(path))
+    yield cluster
+    cluster.kubectl("delete", "-f", str(path), "--wait=true", "--timeout=60s", check=False)
+
+
 @pytest.fixture
 def service_monitor_crd(crd: Cluster) -> Iterator[Cluster]:
     """The minimal ServiceMonitor CRD, removed again after the test."""
-    crd.kubectl("apply", "-f", str(SERVICE_MONITOR_CRD))
-    crd.kubectl("wait", "--for", "condition=Established", "--timeout=60s", "-f", str(SERVICE_MONITOR_CRD))
-    yield crd
-    crd.kubectl("delete", "-f", str(SERVICE_MONITOR_CRD), "--wait=true", "--timeout=60s", check=False)
+    yield from _installed(crd, SERVICE_MONITOR_CRD)
+
+
+@pytest.fixture
+def certificate_crd(crd: Cluster) -> Iterator[Cluster]:
+    """The minimal cert-manager Certificate CRD, removed again after the test."""
+    yield from _installed(crd, CERTIFICATE_CRD)

@@ -8,6 +8,7 @@ from typing import Any
 
 from modeldeploy_operator.model import ModelDeployment
 
+SHA256 = "0" * 64  # a well-formed digest: the CRD requires one for joblib
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)  # the clock of the unit tests
 
 
@@ -22,7 +23,7 @@ def md_body(name: str = "iris", namespace: str = "ml", **spec: Any) -> dict[str,
             "generation": 1,
         },
         "spec": {
-            "model": {"uri": "s3://models/iris/3/model.joblib", "version": "3"},
+            "model": {"uri": "s3://models/iris/3/model.joblib", "version": "3", "sha256": SHA256},
             "auth": {"clients": [{"name": "billing"}]},
         },
     }

@@ -4,7 +4,8 @@ reconcile's and the controller's logic (what they write, when, and how they reco
 It is not a model of the API server: validation, admission, defaulting, server-side-apply
 field ownership and garbage collection are tested against the real control plane
 (tests/operator/test_operator.py and friends). Apply here replaces the object's fields, keeps its
-status, and bumps ``resourceVersion`` (and ``generation`` when the spec changes).
+status, and bumps ``resourceVersion`` (and ``generation`` when the spec changes); a merge patch
+carrying ``metadata.resourceVersion`` is refused with 409 when the object has moved on.
 """
 
 from __future__ import annotations
@@ -149,8 +150,14 @@ class MemoryKube:
         self, resource: Resource, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any]:
         self._call("patch", resource.kind)
-        if (resource.kind, namespace, name) not in self.objects:
+        stored = self.objects.get((resource.kind, namespace, name))
+        if stored is None:
             raise KubeError(404, f"{resource.kind} {namespace}/{name} not found")
+        precondition = (patch.get("metadata") or {}).get("resourceVersion")
+        if precondition is not None and precondition != stored["metadata"]["resourceVersion"]:
+            raise KubeError(
+                409, "the object has been modified; please apply your changes to the latest version"
+            )
         self.writes.append(Write("patch", resource.kind, name))
         return self.edit(resource, namespace, name, patch)
 

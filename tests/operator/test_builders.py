@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -10,19 +11,23 @@ import pytest
 import yaml
 
 from modeldeploy_operator.builders import (
+    build_certificate,
     build_client_secret,
     build_deployment,
     build_hashes_secret,
+    build_network_policy,
     build_service,
     build_service_monitor,
 )
 from modeldeploy_operator.builders.deployment import runtime_commands
 from modeldeploy_operator.builders.meta import selector_string
+from modeldeploy_operator.builders.service import service_url
 from modeldeploy_operator.config import OperatorConfig
 from modeldeploy_operator.constants import ANNOTATION_DESIRED_HASH
 from modeldeploy_operator.model import parse_model_uri
+from modeldeploy_operator.reconcile import needs_apply
 from modeldeploy_runtime.apikeys import HashedKey
-from tests.operator.factories import md
+from tests.operator.factories import SHA256, md
 
 GOLDEN = Path(__file__).parent / "golden"
 CONFIG = OperatorConfig(runtime_image="registry.example/model-runtime:test")
@@ -39,6 +44,22 @@ def check_golden(name: str, obj: dict[str, Any]) -> None:
     )
 
 
+SCHEDULING = {
+    "nodeSelector": {"modeldeploy.dev/pool": "gpu"},
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                    {"key": "pool", "value": "ml", "effect": "NoExecute", "tolerationSeconds": 60}],
+    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 100, "podAffinityTerm": {"topologyKey": "topology.kubernetes.io/zone",
+                                            "labelSelector": {"matchLabels": {"modeldeploy.io/model-deployment": "iris"}}}}]}},
+    "priorityClassName": "model-serving",
+    "env": [{"name": "EMPTY", "value": ""}, {"name": "LOG_LEVEL", "value": "info"}],
+}  # fmt: skip
+NETWORK_POLICY = {
+    "enabled": True,
+    "allowFrom": [{"namespaceSelector": {"matchLabels": {"team": "web"}}, "podSelector": {"matchLabels": {"app": "shop"}}},
+                  {"podSelector": {"matchExpressions": [{"key": "role", "operator": "In", "values": ["batch"]}]}}],
+}  # fmt: skip
+
 CASES = {
     "deployment-s3-auth": md(model={"uri": "s3://models/iris/3/model.joblib", "version": "3", "sha256": SHA,
                                     "storageSecretRef": {"name": "s3-creds"}},
@@ -46,7 +67,8 @@ CASES = {
                                                   "env": [{"name": "LOG_LEVEL", "value": "debug"}]}),
     "deployment-pvc-noauth": md(model={"uri": "pvc://models/iris/model.skops", "version": "v1", "format": "skops"},
                                 auth={"enabled": False}),
-    "deployment-file": md(model={"uri": "file:///models/iris.joblib", "version": "1"}, runtime={"image": "my/img:2"}),
+    "deployment-file": md(model={"uri": "file:///models/iris.joblib", "version": "1", "sha256": SHA}, runtime={"image": "my/img:2"}),
+    "deployment-scheduling-tls": md(runtime=SCHEDULING, tls={"secretName": "iris-tls"}),
 }  # fmt: skip
 
 
@@ -64,6 +86,12 @@ def test_service_servicemonitor_and_secrets_match_golden() -> None:
     check_golden(
         "client-secret", build_client_secret(deployment, "billing", "mdk_0123456789abcdef_" + "1" * 64)
     )
+    with_tls = md(tls={"secretName": "iris-tls"})
+    check_golden("service-tls", build_service(with_tls))
+    check_golden("networkpolicy", build_network_policy(md(networkPolicy=NETWORK_POLICY), CONFIG))
+    issued = md(tls={"secretName": "iris-tls", "issuerRef": {"name": "ca"}})
+    check_golden("certificate", build_certificate(issued) or {})
+    assert build_certificate(with_tls) is None
 
 
 def test_every_container_meets_the_restricted_pod_security_standard() -> None:
@@ -130,7 +158,7 @@ def test_runtime_command_contract() -> None:
         "--model-sha256", SHA, "--model-format", "joblib", "--port", "8080", "--metrics-port", "9090",
         "--workers", "1", "--auth-keys-file", "/var/run/modeldeploy/apikeys/keys.json",
     ]  # fmt: skip
-    no_auth = md(auth={"enabled": False}, model={"uri": "file:///m.joblib", "version": "1"})
+    no_auth = md(auth={"enabled": False}, model={"uri": "file:///m.joblib", "version": "1", "sha256": SHA})
     serve = runtime_commands(no_auth, parse_model_uri("file:///m.joblib", model_dir="/model")).serve
     assert "--auth-keys-file" not in serve
     assert serve[2] == "/m.joblib"
@@ -138,7 +166,9 @@ def test_runtime_command_contract() -> None:
 
 def test_version_or_digest_change_changes_the_pod_template_but_keys_do_not() -> None:
     base = build_deployment(md(), CONFIG)["spec"]["template"]
-    bumped = build_deployment(md(model={"uri": "s3://models/iris/3/model.joblib", "version": "4"}), CONFIG)
+    bumped = build_deployment(
+        md(model={"uri": "s3://models/iris/3/model.joblib", "version": "4", "sha256": SHA256}), CONFIG
+    )
     digest = build_deployment(
         md(model={"uri": "s3://models/iris/3/model.joblib", "version": "3", "sha256": SHA}), CONFIG
     )
@@ -183,3 +213,79 @@ def test_children_are_labelled_owned_and_hashed() -> None:
 def test_builders_are_deterministic() -> None:
     assert build_deployment(md(), CONFIG) == build_deployment(md(), CONFIG)
     assert build_deployment(md(), CONFIG) != build_deployment(md(), OperatorConfig(runtime_image="other:1"))
+
+
+def test_tls_mounts_the_secret_and_switches_probes_port_name_and_url_to_https() -> None:
+    with_tls = md(tls={"secretName": "iris-tls"})
+    pod = build_deployment(with_tls, CONFIG)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert {"name": "tls", "secret": {"secretName": "iris-tls", "defaultMode": 0o440}} in pod["volumes"]
+    assert {"name": "tls", "mountPath": "/var/run/modeldeploy/tls", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    assert container["env"][:2] == [
+        {"name": "MODELDEPLOY_TLS_CERT_FILE", "value": "/var/run/modeldeploy/tls/tls.crt"},
+        {"name": "MODELDEPLOY_TLS_KEY_FILE", "value": "/var/run/modeldeploy/tls/tls.key"},
+    ]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS"
+        assert container[probe]["httpGet"]["port"] == "https"
+    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [
+        ("https", 8080),
+        ("metrics", 9090),
+    ]
+    service_ports = build_service(with_tls)["spec"]["ports"]
+    assert [(p["name"], p["targetPort"]) for p in service_ports] == [
+        ("https", "https"),
+        ("metrics", "metrics"),
+    ]
+    assert service_url(with_tls) == "https://iris.ml.svc:8080"
+    # The metrics port stays plain HTTP, and the ServiceMonitor says so.
+    endpoint = build_service_monitor(with_tls)["spec"]["endpoints"][0]
+    assert (endpoint["port"], endpoint["scheme"]) == ("metrics", "http")
+    plain = build_deployment(md(), CONFIG)["spec"]["template"]["spec"]["containers"][0]
+    assert "scheme" not in plain["readinessProbe"]["httpGet"]
+    assert "env" not in plain
+
+
+def test_scheduling_fields_reach_the_pod_spec_as_given() -> None:
+    pod = build_deployment(md(runtime=SCHEDULING), CONFIG)["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == SCHEDULING["nodeSelector"]
+    assert pod["tolerations"] == SCHEDULING["tolerations"]
+    assert pod["affinity"] == SCHEDULING["affinity"]
+    assert pod["priorityClassName"] == "model-serving"
+    plain = build_deployment(md(), CONFIG)["spec"]["template"]["spec"]
+    assert not {"nodeSelector", "tolerations", "affinity", "priorityClassName"} & set(plain)
+
+
+def test_an_empty_env_value_is_rendered_as_the_api_server_stores_it() -> None:
+    desired = build_deployment(md(runtime={"env": [{"name": "EMPTY", "value": ""}]}), CONFIG)
+    container = desired["spec"]["template"]["spec"]["containers"][0]
+    assert container["env"] == [{"name": "EMPTY"}]
+    # The API server drops an empty value; what it stores must count as "as desired".
+    stored = copy.deepcopy(desired)
+    for var in stored["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if var.get("value") == "":
+            del var["value"]
+    assert not needs_apply(desired, stored)
+
+
+def test_a_network_policy_without_callers_admits_none_to_the_serving_port() -> None:
+    rules = build_network_policy(md(networkPolicy={"enabled": True}), CONFIG)["spec"]["ingress"]
+    # No rule with an empty "from" (which would admit everyone): only the monitoring namespace.
+    assert rules == [
+        {
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+            "ports": [{"port": "metrics", "protocol": "TCP"}],
+        }
+    ]
+    no_monitoring = OperatorConfig(monitoring_namespace="")
+    assert build_network_policy(md(networkPolicy={"enabled": True}), no_monitoring)["spec"]["ingress"] == []
+    other = OperatorConfig(monitoring_namespace="prometheus")
+    rules = build_network_policy(md(networkPolicy=NETWORK_POLICY, tls={"secretName": "t"}), other)["spec"][
+        "ingress"
+    ]
+    assert rules[0]["ports"] == [{"port": "https", "protocol": "TCP"}]
+    assert rules[1]["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "prometheus"
+    }

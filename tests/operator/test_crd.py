@@ -31,7 +31,12 @@ def dry_run(cluster: Cluster, namespace: str, body: dict[str, Any], *extra: str)
 
 
 def with_model(**model: Any) -> dict[str, Any]:
+    """A manifest with exactly this ``spec.model`` (a digest only when given)."""
     return manifest("iris", model=model)
+
+
+def runtime(**fields: Any) -> dict[str, Any]:
+    return manifest("iris", runtime=fields)
 
 
 BAD_INPUTS: dict[str, tuple[dict[str, Any], str]] = {
@@ -58,6 +63,42 @@ BAD_INPUTS: dict[str, tuple[dict[str, Any], str]] = {
                      "spec.monitoring.serviceMonitor.interval must be a Prometheus duration"),
     "bad quantity": (manifest("iris", runtime={"resources": {"limits": {"cpu": "lots"}}}), "spec.runtime.resources.limits.cpu"),
     "bad env name": (manifest("iris", runtime={"env": [{"name": "1X", "value": "v"}]}), "spec.runtime.env[].name must be"),
+    # A pickle is loaded only with a pinned digest.
+    "joblib without sha256": (with_model(uri="s3://bucket/m.joblib", version="1"), "spec.model.sha256 is required for format joblib"),
+    "explicit joblib without sha256": (with_model(uri="s3://bucket/m.joblib", version="1", format="joblib"),
+                                       "modeldeploy-runtime registry resolve"),
+    # Scheduling.
+    "bad nodeSelector key": (runtime(nodeSelector={"bad key!": "x"}), "spec.runtime.nodeSelector keys must be label keys"),
+    "bad nodeSelector value": (runtime(nodeSelector={"pool": "a b"}), "spec.runtime.nodeSelector values must be label values"),
+    "long nodeSelector value": (runtime(nodeSelector={"pool": "a" * 64}), "spec.runtime.nodeSelector.pool"),
+    "too many nodeSelector labels": (runtime(nodeSelector={f"k{i}": "v" for i in range(33)}), "spec.runtime.nodeSelector"),
+    "toleration Exists with a value": (runtime(tolerations=[{"key": "k", "operator": "Exists", "value": "v"}]),
+                                       "spec.runtime.tolerations[].value must be empty when operator is Exists"),
+    "toleration without key": (runtime(tolerations=[{"operator": "Equal", "value": "v"}]),
+                               "spec.runtime.tolerations[].key may be empty only with operator Exists"),
+    "toleration bad key": (runtime(tolerations=[{"key": "a b", "operator": "Exists"}]), "spec.runtime.tolerations[].key must be a label key"),
+    "toleration seconds without NoExecute": (runtime(tolerations=[{"key": "k", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 5}]),
+                                             "spec.runtime.tolerations[].tolerationSeconds needs effect NoExecute"),
+    "toleration bad operator": (runtime(tolerations=[{"key": "k", "operator": "In"}]), "spec.runtime.tolerations[0].operator"),
+    "toleration bad effect": (runtime(tolerations=[{"key": "k", "operator": "Exists", "effect": "Evict"}]), "spec.runtime.tolerations[0].effect"),
+    "too many tolerations": (runtime(tolerations=[{"key": "k", "operator": "Exists"}] * 33), "spec.runtime.tolerations"),
+    "affinity weight 0": (runtime(affinity={"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 0, "preference": {"matchExpressions": [{"key": "k", "operator": "Exists"}]}}]}}),
+        "spec.runtime.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight"),
+    "affinity bad operator": (runtime(affinity={"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [{"key": "k", "operator": "Near"}]}]}}}), "matchExpressions[0].operator"),
+    "affinity without topologyKey": (runtime(affinity={"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"a": "b"}}}]}}), "topologyKey: Required value"),
+    "affinity unknown field": (runtime(affinity={"nodeAffinity": {"required": {}}}), 'unknown field "spec.runtime.affinity.nodeAffinity.required"'),
+    "bad priorityClassName": (runtime(priorityClassName="High_Priority"), "spec.runtime.priorityClassName must be a DNS subdomain"),
+    # TLS and NetworkPolicy.
+    "tls without secretName": (manifest("iris", tls={}), "spec.tls.secretName: Required value"),
+    "bad tls secretName": (manifest("iris", tls={"secretName": "My_Cert"}), "spec.tls.secretName must be a Secret name"),
+    "allowFrom peer without selectors": (manifest("iris", networkPolicy={"enabled": True, "allowFrom": [{}]}),
+                                         "spec.networkPolicy.allowFrom[] needs a namespaceSelector, a podSelector or both"),
+    "allowFrom bad selector operator": (manifest("iris", networkPolicy={"enabled": True, "allowFrom": [
+        {"podSelector": {"matchExpressions": [{"key": "a", "operator": "Equals"}]}}]}), "spec.networkPolicy.allowFrom[0].podSelector.matchExpressions[0].operator"),
+    "too many allowFrom peers": (manifest("iris", networkPolicy={"allowFrom": [{"podSelector": {}}] * 17}), "spec.networkPolicy.allowFrom"),
 }  # fmt: skip
 
 
@@ -66,7 +107,7 @@ def test_bad_input_is_rejected_with_a_message_naming_the_field(
     crd: Cluster, namespace: str, case: str
 ) -> None:
     body, expected = BAD_INPUTS[case]
-    code, output = dry_run(crd, namespace, body)
+    code, output = dry_run(crd, namespace, body, "--validate=strict")
     assert code != 0, f"{case} was accepted:\n{output}"
     assert expected in output, output
 
@@ -162,3 +203,44 @@ def test_the_example_is_valid(crd: Cluster, namespace: str) -> None:
         "apply", "--dry-run=server", "--validate=strict", "-n", namespace, "-f", str(example), check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_skops_needs_no_digest(crd: Cluster, namespace: str) -> None:
+    code, output = dry_run(crd, namespace, with_model(uri="s3://bucket/m.skops", version="1", format="skops"))
+    assert code == 0, output
+
+
+def test_scheduling_tls_and_network_policy_fields_are_accepted_and_kept(crd: Cluster, namespace: str) -> None:
+    scheduling = {
+        "nodeSelector": {"modeldeploy.dev/node": "real", "pool": "gpu"},
+        "tolerations": [
+            {"key": "modeldeploy.dev/node", "operator": "Equal", "value": "real", "effect": "NoSchedule"},
+            {"operator": "Exists"},
+            {"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30},
+        ],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "gpu", "operator": "In", "values": ["a100", "h100"]}]}]},
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 10, "preference": {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["n1"]}]}}],
+            },
+            "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
+                "topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "iris"}},
+                "matchLabelKeys": ["pod-template-hash"]}}]},
+        },
+        "priorityClassName": "model-serving.high",
+    }  # fmt: skip
+    network_policy = {
+        "enabled": True,
+        "allowFrom": [{"namespaceSelector": {"matchLabels": {"team": "web"}}}, {"podSelector": {}}],
+    }
+    body = manifest("iris", runtime=scheduling, tls={"secretName": "iris-tls"}, networkPolicy=network_policy)
+    code, output = dry_run(crd, namespace, body, "--validate=strict")
+    assert code == 0, output
+    spec = json.loads(output)["spec"]
+    assert {key: spec["runtime"][key] for key in scheduling} == scheduling
+    assert spec["tls"] == {"secretName": "iris-tls"}
+    assert spec["networkPolicy"] == network_policy
+    code, output = dry_run(crd, namespace, manifest("iris"))
+    assert json.loads(output)["spec"]["networkPolicy"] == {"enabled": False}, "closed only when asked"

@@ -90,7 +90,9 @@ def test_service_monitor_follows_its_crd_and_the_enabled_flag(
     start_operator()
     crd.apply(manifest("iris", monitoring={"serviceMonitor": {"interval": "15s"}}), "-n", namespace)
     monitor = wait_until("the ServiceMonitor", lambda: get(crd, namespace, "servicemonitor", "iris"))
-    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "scheme": "http", "path": "/metrics", "interval": "15s"}
+    ]
     assert monitor["spec"]["selector"]["matchLabels"] == {
         "app.kubernetes.io/component": "model-server",
         "modeldeploy.io/model-deployment": "iris",

@@ -20,9 +20,11 @@ from modeldeploy_operator.kube import KubeError
 from modeldeploy_operator.pacing import MAX_POD_RECHECK_SECONDS, PodRecheck, StatusWritePacer
 from modeldeploy_operator.reconcile import Outcome, Reconciler
 from modeldeploy_operator.resources import (
+    CERTIFICATE,
     DEPLOYMENT,
     EVENT,
     MODEL_DEPLOYMENT,
+    NETWORK_POLICY,
     SECRET,
     SERVICE,
     SERVICE_MONITOR,
@@ -185,10 +187,15 @@ def test_the_first_reconcile_creates_every_child_then_the_status_after_the_debou
     assert all(key not in str(entry) for entry in hashes)
 
 
-def test_a_never_reconciled_object_does_not_ask_the_server_for_its_secrets() -> None:
+def test_a_child_the_cache_lacks_is_asked_for_once_before_it_is_created_then_never() -> None:
     w = world()
+    w.reconcile()  # the cache holds only our labelled objects: a same-named foreign one must be seen
+    assert sorted(read for read in w.kube.reads if read[0] == "get") == [
+        ("get", "Deployment"), ("get", "Secret"), ("get", "Secret"), ("get", "Service"),
+    ]  # fmt: skip
+    w.kube.reads.clear()
     w.reconcile()
-    assert ("get", "Secret") not in w.kube.reads
+    assert [read for read in w.kube.reads if read[0] == "get"] == []
 
 
 # -- no-op -----------------------------------------------------------------------------------------
@@ -444,3 +451,183 @@ def test_a_deleted_or_deleting_object_is_left_alone() -> None:
     w.store.remove(MODEL_DEPLOYMENT, "ml", "iris")
     assert w.reconcile() == Outcome()
     assert w.kube.writes == []
+
+
+def test_a_rotation_requested_while_one_is_handled_is_not_lost() -> None:
+    w = created()
+    w.someone_edits(
+        MODEL_DEPLOYMENT, "iris", {"metadata": {"annotations": {"modeldeploy.io/rotate": "billing"}}}
+    )
+    # A second request lands on the server after the reconcile read the first (the cache lags).
+    w.kube.edit(
+        MODEL_DEPLOYMENT, "ml", "iris", {"metadata": {"annotations": {"modeldeploy.io/rotate": "search"}}}
+    )
+    outcome = w.reconcile()
+    body = w.kube.stored(MODEL_DEPLOYMENT, "ml", "iris")
+    assert body is not None
+    assert body["metadata"]["annotations"]["modeldeploy.io/rotate"] == "search"
+    assert Write("patch", "ModelDeployment", "iris") not in w.kube.writes
+    assert outcome.requeue_after == 0.0
+
+
+def test_a_rotation_annotation_is_removed_even_when_something_else_changed_meanwhile() -> None:
+    w = created()
+    w.someone_edits(
+        MODEL_DEPLOYMENT, "iris", {"metadata": {"annotations": {"modeldeploy.io/rotate": "billing"}}}
+    )
+    w.kube.edit(MODEL_DEPLOYMENT, "ml", "iris", {"metadata": {"labels": {"team": "ml"}}})
+    w.reconcile()
+    body = w.kube.stored(MODEL_DEPLOYMENT, "ml", "iris")
+    assert body is not None
+    assert "modeldeploy.io/rotate" not in (body["metadata"].get("annotations") or {})
+    assert body["metadata"]["labels"] == {"team": "ml"}
+
+
+# -- allowedImages ---------------------------------------------------------------------------------
+ALLOWED = OperatorConfig(allowed_images=("registry.example/models/*",), status_debounce_seconds=0.0)
+
+
+def test_an_image_outside_allowed_images_gets_no_deployment_and_says_why() -> None:
+    w = world(config=ALLOWED, runtime={"image": "evil.example/miner:1"})
+    w.settle()
+    assert w.kube.stored(DEPLOYMENT, "ml", "iris") is None
+    assert not w.kube.writes_of(kind="Deployment")
+    ready = condition_of(w.status(), "Ready") or {}
+    assert (ready.get("status"), ready.get("reason")) == ("False", "ImageNotAllowed")
+    assert "spec.runtime.image 'evil.example/miner:1' is not allowed" in ready["message"]
+    assert "registry.example/models/*" in ready["message"]
+    assert ("Warning", "Degraded") in _events(w.kube)
+
+
+def test_an_allowed_image_is_deployed_and_a_disallowed_edit_removes_the_deployment() -> None:
+    w = world(config=ALLOWED, runtime={"image": "registry.example/models/runtime:2"})
+    w.settle()
+    assert w.kube.stored(DEPLOYMENT, "ml", "iris") is not None
+    w.someone_edits(MODEL_DEPLOYMENT, "iris", {"spec": {"runtime": {"image": "registry.example/other:1"}}})
+    w.settle()
+    assert w.kube.stored(DEPLOYMENT, "ml", "iris") is None
+    assert (condition_of(w.status(), "Ready") or {}).get("reason") == "ImageNotAllowed"
+
+
+def test_without_allowed_images_every_image_runs() -> None:
+    w = world(runtime={"image": "anything.example/x:1"})
+    w.settle()
+    assert w.kube.stored(DEPLOYMENT, "ml", "iris") is not None
+
+
+# -- NetworkPolicy ---------------------------------------------------------------------------------
+def test_a_network_policy_is_applied_when_enabled_and_deleted_when_disabled() -> None:
+    w = world(
+        networkPolicy={"enabled": True, "allowFrom": [{"podSelector": {"matchLabels": {"app": "web"}}}]}
+    )
+    w.settle()
+    assert Write("apply", "NetworkPolicy", "iris") in w.kube.writes
+    w.kube.writes.clear()
+    w.reconcile()
+    assert w.kube.writes_of("apply") == []  # as desired: nothing written
+    w.someone_edits(MODEL_DEPLOYMENT, "iris", {"spec": {"networkPolicy": {"enabled": False}}})
+    w.settle()
+    assert w.kube.stored(NETWORK_POLICY, "ml", "iris") is None
+    assert Write("delete", "NetworkPolicy", "iris") in w.kube.writes
+
+
+def test_no_network_policy_by_default() -> None:
+    w = world()
+    w.settle()
+    assert w.kube.stored(NETWORK_POLICY, "ml", "iris") is None
+    assert not w.kube.writes_of(kind="NetworkPolicy")
+
+
+# -- cert-manager ----------------------------------------------------------------------------------
+ISSUED = {"secretName": "iris-tls", "issuerRef": {"name": "ca"}}
+
+
+def test_an_issuer_ref_applies_a_certificate_where_cert_manager_is_installed() -> None:
+    w = world(served=(CERTIFICATE,), tls=ISSUED)
+    w.settle()
+    assert Write("apply", "Certificate", "iris") in w.kube.writes
+    w.someone_edits(MODEL_DEPLOYMENT, "iris", {"spec": {"tls": {"issuerRef": None}}})
+    w.settle()
+    assert w.kube.stored(CERTIFICATE, "ml", "iris") is None
+
+
+def test_without_cert_manager_or_an_issuer_ref_no_certificate_is_written_nor_asked_about() -> None:
+    w = world(tls=ISSUED)
+    w.settle()
+    assert not w.kube.writes_of(kind="Certificate")
+    plain = world()
+    plain.settle()
+    assert ("discovery", "Certificate") not in plain.kube.reads
+
+
+# -- never adopt -----------------------------------------------------------------------------------
+def _foreign(resource: Resource, name: str, **extra: Any) -> dict[str, Any]:
+    """Someone else's object: no owner reference to the ModelDeployment (maybe even our labels)."""
+    return {"apiVersion": resource.api_version, "kind": resource.kind,
+            "metadata": {"name": name, "namespace": "ml", **extra}, "data": {"api-key": "dGhlaXJz"}}  # fmt: skip
+
+
+FOREIGN_CASES = {
+    "Service": (SERVICE, "iris"),
+    "Deployment": (DEPLOYMENT, "iris"),
+    "hashes Secret": (SECRET, "iris-apikeys"),
+    "client Secret": (SECRET, "iris-client-billing"),
+    "ServiceMonitor": (SERVICE_MONITOR, "iris"),
+    "NetworkPolicy": (NETWORK_POLICY, "iris"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOREIGN_CASES))
+def test_a_foreign_same_named_object_is_left_alone_and_reported(case: str) -> None:
+    resource, name = FOREIGN_CASES[case]
+    w = world(served=(SERVICE_MONITOR,), networkPolicy={"enabled": True})
+    foreign = w.kube.seed(_foreign(resource, name))
+    w.settle()
+    assert w.kube.stored(resource, "ml", name) == foreign, "the foreign object was written to"
+    assert not [x for x in w.kube.writes if (x.kind, x.name) == (resource.kind, name)]
+    ready = condition_of(w.status(), "Ready") or {}
+    assert (ready.get("status"), ready.get("reason")) == ("False", "NameConflict")
+    assert f"{resource.kind} {name}" in ready["message"]
+    assert ("Warning", "Degraded") in _events(w.kube)
+
+
+def test_a_labelled_object_of_another_owner_is_not_ours_either() -> None:
+    w = world()
+    labels = {
+        "app.kubernetes.io/managed-by": "modeldeploy-operator",
+        "modeldeploy.io/model-deployment": "iris",
+    }
+    owner = {"apiVersion": "modeldeploy.io/v1alpha1", "kind": "ModelDeployment", "name": "iris",
+             "uid": "an-earlier-iris", "controller": True}  # fmt: skip
+    foreign = w.kube.seed(_foreign(SERVICE, "iris", labels=labels, ownerReferences=[owner]))
+    w.store.put(SERVICE, foreign)  # labelled: the watch brought it into the cache
+    w.settle()
+    assert w.kube.stored(SERVICE, "ml", "iris") == foreign
+    assert (condition_of(w.status(), "Ready") or {}).get("reason") == "NameConflict"
+
+
+def test_a_name_conflict_clears_by_itself_once_the_foreign_object_is_gone() -> None:
+    w = world()
+    w.kube.seed(_foreign(SERVICE, "iris"))
+    outcome = w.reconcile()
+    assert outcome.requeue_after is not None
+    assert outcome.requeue_after <= CONFIG.conflict_recheck_seconds
+    w.kube.remove(SERVICE, "ml", "iris")
+    w.settle()
+    service = w.kube.stored(SERVICE, "ml", "iris")
+    assert service is not None
+    assert service["spec"]["type"] == "ClusterIP"
+    assert (condition_of(w.status(), "Ready") or {}).get("reason") != "NameConflict"
+
+
+def test_a_rotation_request_waits_while_a_key_secret_is_someone_elses() -> None:
+    w = created()
+    w.someone_deletes(SECRET, "iris-apikeys")
+    w.kube.seed(_foreign(SECRET, "iris-apikeys"))
+    w.someone_edits(
+        MODEL_DEPLOYMENT, "iris", {"metadata": {"annotations": {"modeldeploy.io/rotate": "billing"}}}
+    )
+    w.reconcile()
+    body = w.kube.stored(MODEL_DEPLOYMENT, "ml", "iris")
+    assert body is not None
+    assert body["metadata"]["annotations"]["modeldeploy.io/rotate"] == "billing"

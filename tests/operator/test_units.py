@@ -14,6 +14,7 @@ from modeldeploy_operator.config import ConfigError, OperatorConfig, config_from
 from modeldeploy_operator.constants import OWNED_SELECTOR
 from modeldeploy_operator.drift import contains, quantity_value
 from modeldeploy_operator.handlers import OWNED, QUEUEING_IDLE_TIMEOUT_SECONDS, configure_settings
+from modeldeploy_operator.image_policy import disallowed_image_message, image_allowed
 from modeldeploy_operator.keyring import KeyPlan, plan_keys
 from modeldeploy_operator.metrics import OperatorMetrics
 from modeldeploy_operator.model import InvalidModelURIError, Scheme, parse_model_uri
@@ -53,6 +54,44 @@ def test_spec_defaults_mirror_the_crd() -> None:
     assert spec.auth.enabled is True
     assert spec.monitoring.service_monitor.enabled is True
     assert spec.monitoring.service_monitor.interval == "30s"
+
+
+# -- allowedImages ---------------------------------------------------------------------------------
+PATTERNS = ("registry.example/models/*", "registry.example/runtime:1.2", "*.internal/ml/*")
+
+
+@pytest.mark.parametrize(
+    ("image", "allowed"),
+    [
+        ("registry.example/models/runtime:3", True),
+        ("registry.example/models/a/b@sha256:" + "0" * 64, True),
+        ("registry.example/runtime:1.2", True),
+        ("registry.example/runtime:1.2.3", False),  # no '*': exactly that image
+        ("registry.example/modelsX/runtime:3", False),
+        ("evil.example/registry.example/models/x:1", False),  # anchored at the start
+        ("registry.example.evil.io/models/x:1", False),  # '.' is literal
+        ("gpu.internal/ml/runtime:1", True),
+    ],
+)
+def test_allowed_images_are_anchored_globs(image: str, allowed: bool) -> None:
+    assert image_allowed(image, PATTERNS) is allowed
+
+
+def test_an_empty_allow_list_allows_every_image_and_the_default_image_is_never_checked() -> None:
+    assert image_allowed("anything:1", ())
+    assert disallowed_image_message(md(), PATTERNS) is None  # no spec.runtime.image
+    message = disallowed_image_message(md(runtime={"image": "evil:1"}), PATTERNS)
+    assert message is not None
+    assert message.startswith("spec.runtime.image 'evil:1' is not allowed")
+
+
+def test_allowed_images_and_monitoring_namespace_are_read_from_the_environment() -> None:
+    config = config_from_env(
+        {"MODELDEPLOY_ALLOWED_IMAGES": " a/* , b:1,, ", "MODELDEPLOY_MONITORING_NAMESPACE": "prom"}
+    )
+    assert config.allowed_images == ("a/*", "b:1")
+    assert config.monitoring_namespace == "prom"
+    assert config_from_env({}).allowed_images == ()
 
 
 # -- keys -------------------------------------------------------------------------------------------
@@ -235,7 +274,14 @@ def test_config_from_env_and_flags() -> None:
 def test_the_children_are_watched_through_a_server_side_label_selector() -> None:
     settings = kopf.OperatorSettings()
     configure_settings(settings)
-    assert {child.kind for child in CHILDREN} == {"Deployment", "Service", "Secret", "ServiceMonitor"}
+    assert {child.kind for child in CHILDREN} == {
+        "Deployment",
+        "Service",
+        "Secret",
+        "ServiceMonitor",
+        "NetworkPolicy",
+        "Certificate",
+    }
     for child in CHILDREN:
         resource = kopf.Resource(child.group, child.version, child.plural)
         assert settings.watching.label_selectors.collect(resource) == [OWNED_SELECTOR]

@@ -19,18 +19,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The operator's permissions, shared by the ClusterRole and the per-namespace Roles. */}}
 {{- define "modeldeploy.rules" -}}
-# Watch ModelDeployments and record kopf's progress/diff-base annotations on them.
+# Watch ModelDeployments and remove the modeldeploy.io/rotate annotation once a rotation is done.
 - apiGroups: ["modeldeploy.io"]
   resources: ["modeldeployments"]
   verbs: ["get", "list", "watch", "patch"]
+# Children carry an owner reference with blockOwnerDeletion: true, which the OwnerReferencesPermissionEnforcement admission plugin (OpenShift, for one) allows only to who may update the owner's finalizers.
+- apiGroups: ["modeldeploy.io"]
+  resources: ["modeldeployments/finalizers"]
+  verbs: ["update"]
 # Write Ready/Progressing/Degraded conditions and observedGeneration.
 - apiGroups: ["modeldeploy.io"]
   resources: ["modeldeployments/status"]
   verbs: ["get", "patch"]
-# The runtime Deployment: server-side applied, watched for drift and rollout status.
+# The runtime Deployment: server-side applied, watched for drift and rollout status; deleted when its image is outside allowedImages.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Pods are only listed, while a rollout is unfinished, to tell a crash-looping model (Degraded) from a slow rollout.
 - apiGroups: [""]
   resources: ["pods"]
@@ -46,6 +50,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 # The ServiceMonitor per ModelDeployment; deleted when monitoring is disabled.
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The NetworkPolicy per ModelDeployment with spec.networkPolicy.enabled; deleted when disabled.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The cert-manager Certificate per ModelDeployment with spec.tls.issuerRef; deleted when it goes.
+- apiGroups: ["cert-manager.io"]
+  resources: ["certificates"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Events for meaningful transitions (Ready, rollout done, model failed to load, monitoring skipped).
 - apiGroups: ["", "events.k8s.io"]
@@ -63,4 +75,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
+{{- end -}}
+
+
+{{/* allowedImages as anchored RE2 expressions: '*' matches anything, everything else is literal
+(the same conversion as modeldeploy_operator.image_policy.pattern_regex). */}}
+{{- define "modeldeploy.allowedImageRegexes" -}}
+{{- $regexes := list -}}
+{{- range .Values.allowedImages -}}
+{{- $regexes = append $regexes (printf "^%s$" (regexQuoteMeta . | replace "\\*" ".*")) -}}
+{{- end -}}
+{{- toJson $regexes -}}
 {{- end -}}

@@ -286,6 +286,7 @@ def _start_etcd_and_apiserver(launcher: _Launcher, directory: Path, pki: Pki, po
         f"--service-account-signing-key-file={pki.service_account_key}",
         "--service-cluster-ip-range=10.0.0.0/16", f"--feature-gates={APISERVER_FEATURE_GATES}", "--endpoint-reconciler-type=none", "--max-requests-inflight=2000",
         "--max-mutating-requests-inflight=1000", "--profiling=false", "--v=0",
+        "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",  # as OpenShift: blockOwnerDeletion needs finalizers RBAC
     ])  # fmt: skip
 
 

@@ -153,8 +153,8 @@ class LocalPod:
                 data = self.read_secret(source["secretRef"]["name"])
                 env.update({key: base64.b64decode(value).decode() for key, value in data.items()})
         for variable in container.get("env", []):
-            if "value" in variable:
-                env[variable["name"]] = self._rewrite(variable["value"], container)
+            if "valueFrom" not in variable:  # no "value" is an empty one, as the kubelet sets it
+                env[variable["name"]] = self._rewrite(variable.get("value", ""), container)
             elif "secretKeyRef" in variable.get("valueFrom", {}):
                 reference = variable["valueFrom"]["secretKeyRef"]
                 data = self.read_secret(reference["name"])

@@ -27,8 +27,15 @@ class OperatorConfig:
     monitoring_api_cache_seconds: float = 10.0
     status_debounce_seconds: float = 2.0  # progress-only status changes (replica counts) wait this long
     pod_recheck_seconds: float = 5.0  # an unfinished rollout's pods are looked at again after this long
+    conflict_recheck_seconds: float = (
+        10.0  # a same-named object that is not ours is looked at again after this long
+    )
     termination_grace_seconds: int = 30
     prestop_sleep_seconds: int = 5
+    # Image patterns a spec.runtime.image must match ('*' matches anything); empty allows every image.
+    allowed_images: tuple[str, ...] = ()
+    # The namespace whose pods (Prometheus) a ModelDeployment's NetworkPolicy admits to the metrics port.
+    monitoring_namespace: str = "monitoring"
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -57,10 +64,15 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float) ->
     return value
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated setting, each item stripped, empty items dropped."""
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
 def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
     """Settings from ``MODELDEPLOY_*`` environment variables; flags override some of them later."""
     env = os.environ if env is None else env
-    namespaces = tuple(ns for ns in env.get("MODELDEPLOY_NAMESPACES", "").split(",") if ns)
+    namespaces = _list(env, "MODELDEPLOY_NAMESPACES")
     log_format = env.get("MODELDEPLOY_LOG_FORMAT", "plain")
     if log_format not in ("plain", "json"):
         raise ConfigError(f"MODELDEPLOY_LOG_FORMAT={log_format!r} must be 'plain' or 'json'")
@@ -84,4 +96,11 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         monitoring_api_cache_seconds=_float(
             env, "MODELDEPLOY_MONITORING_API_CACHE_SECONDS", defaults.monitoring_api_cache_seconds, 0.0
         ),
+        conflict_recheck_seconds=_float(
+            env, "MODELDEPLOY_CONFLICT_RECHECK_SECONDS", defaults.conflict_recheck_seconds, 0.1
+        ),
+        allowed_images=_list(env, "MODELDEPLOY_ALLOWED_IMAGES"),
+        monitoring_namespace=env.get(
+            "MODELDEPLOY_MONITORING_NAMESPACE", defaults.monitoring_namespace
+        ).strip(),
     )

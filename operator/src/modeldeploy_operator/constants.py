@@ -26,6 +26,7 @@ LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 LABEL_MODEL_DEPLOYMENT: Final = f"{GROUP}/model-deployment"
 LABEL_CLIENT: Final = f"{GROUP}/client"
+LABEL_NAMESPACE_NAME: Final = "kubernetes.io/metadata.name"  # set by the API server on every namespace
 # Every child the operator manages carries both labels; its watches and re-lists select on them.
 OWNED_SELECTOR: Final = f"{LABEL_MANAGED_BY}={OPERATOR_NAME},{LABEL_MODEL_DEPLOYMENT}"
 
@@ -62,6 +63,8 @@ REASON_REPLICA_FAILURE: Final = "ReplicaFailure"
 REASON_SERVICE_MONITOR_APPLIED: Final = "ServiceMonitorApplied"
 REASON_SERVICE_MONITOR_CRD_MISSING: Final = "ServiceMonitorCRDMissing"
 REASON_MONITORING_DISABLED: Final = "Disabled"
+REASON_IMAGE_NOT_ALLOWED: Final = "ImageNotAllowed"
+REASON_NAME_CONFLICT: Final = "NameConflict"
 
 # Event reasons (only meaningful transitions become Events).
 EVENT_KEY_ROTATED: Final = "APIKeyRotated"
@@ -72,6 +75,7 @@ EVENT_RECONCILE_FAILED: Final = "ReconcileFailed"
 
 # Ports and paths of the runtime (its command line contract).
 PORT_HTTP_NAME: Final = "http"
+PORT_HTTPS_NAME: Final = "https"  # the serving port's name with spec.tls (same number)
 PORT_HTTP: Final = 8080
 PORT_METRICS_NAME: Final = "metrics"
 PORT_METRICS: Final = 9090
@@ -85,6 +89,11 @@ TMP_DIR: Final = "/tmp"  # noqa: S108 - an emptyDir mount point inside the pod, 
 APIKEYS_DIR: Final = "/var/run/modeldeploy/apikeys"
 APIKEYS_FILE_KEY: Final = "keys.json"
 CLIENT_KEY_DATA_KEY: Final = "api-key"
+TLS_DIR: Final = "/var/run/modeldeploy/tls"
+TLS_CERT_KEY: Final = "tls.crt"  # the data keys of a kubernetes.io/tls Secret
+TLS_KEY_KEY: Final = "tls.key"
+ENV_TLS_CERT_FILE: Final = "MODELDEPLOY_TLS_CERT_FILE"  # the runtime's settings for HTTPS
+ENV_TLS_KEY_FILE: Final = "MODELDEPLOY_TLS_KEY_FILE"
 
 CONTAINER_RUNTIME: Final = "runtime"
 CONTAINER_FETCH: Final = "fetch-model"
@@ -92,6 +101,7 @@ VOLUME_TMP: Final = "tmp"
 VOLUME_MODEL: Final = "model"
 VOLUME_PVC: Final = "model-pvc"
 VOLUME_APIKEYS: Final = "apikeys"
+VOLUME_TLS: Final = "tls"
 
 RUNTIME_UID: Final = 65532
 

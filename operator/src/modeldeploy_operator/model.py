@@ -43,11 +43,24 @@ class ResourceRequirements(_Spec):
     requests: dict[str, str | int] = Field(default_factory=dict)
 
 
+class Toleration(_Spec):
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, alias="tolerationSeconds")
+
+
 class RuntimeSpec(_Spec):
     image: str | None = None
     workers: int = 1
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     env: tuple[EnvVar, ...] = ()
+    node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector")
+    tolerations: tuple[Toleration, ...] = ()
+    # core/v1 Affinity, validated by the CRD's schema and passed to the pod template as it is.
+    affinity: dict[str, Any] = Field(default_factory=dict)
+    priority_class_name: str | None = Field(default=None, alias="priorityClassName")
 
 
 class Client(_Spec):
@@ -68,12 +81,37 @@ class MonitoringSpec(_Spec):
     service_monitor: ServiceMonitorSpec = Field(default_factory=ServiceMonitorSpec, alias="serviceMonitor")
 
 
+class IssuerRef(_Spec):
+    name: str
+    kind: Literal["Issuer", "ClusterIssuer"] = "Issuer"
+    group: str = "cert-manager.io"
+
+
+class TLSSpec(_Spec):
+    secret_name: str = Field(alias="secretName")
+    issuer_ref: IssuerRef | None = Field(default=None, alias="issuerRef")
+
+
+class NetworkPeer(_Spec):
+    """A NetworkPolicy peer without ipBlock; each selector is a meta/v1 LabelSelector."""
+
+    namespace_selector: dict[str, Any] | None = Field(default=None, alias="namespaceSelector")
+    pod_selector: dict[str, Any] | None = Field(default=None, alias="podSelector")
+
+
+class NetworkPolicySpec(_Spec):
+    enabled: bool = False
+    allow_from: tuple[NetworkPeer, ...] = Field(default=(), alias="allowFrom")
+
+
 class ModelDeploymentSpec(_Spec):
     model: ModelSpec
     replicas: int = 1
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     auth: AuthSpec = Field(default_factory=AuthSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    tls: TLSSpec | None = None
+    network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec, alias="networkPolicy")
 
 
 class Scheme(Enum):

@@ -17,9 +17,11 @@ from typing import Any
 
 from modeldeploy_operator.apis import APIAvailability
 from modeldeploy_operator.builders import (
+    build_certificate,
     build_client_secret,
     build_deployment,
     build_hashes_secret,
+    build_network_policy,
     build_service,
     build_service_monitor,
 )
@@ -34,16 +36,22 @@ from modeldeploy_operator.constants import (
     COMPONENT_CLIENT_KEY,
     LABEL_CLIENT,
     LABEL_COMPONENT,
+    REASON_IMAGE_NOT_ALLOWED,
+    REASON_NAME_CONFLICT,
 )
 from modeldeploy_operator.drift import contains
 from modeldeploy_operator.events import Note, build_event, key_rotation_notes, transition_notes
+from modeldeploy_operator.image_policy import disallowed_image_message
 from modeldeploy_operator.keyring import KeyPlan, plan_keys
 from modeldeploy_operator.kube import KubeAPI, KubeError
 from modeldeploy_operator.model import ModelDeployment
+from modeldeploy_operator.ownership import conflict_message, is_ours
 from modeldeploy_operator.pacing import PodRecheck, StatusWritePacer
 from modeldeploy_operator.resources import (
+    CERTIFICATE,
     DEPLOYMENT,
     MODEL_DEPLOYMENT,
+    NETWORK_POLICY,
     POD,
     SECRET,
     SERVICE,
@@ -71,6 +79,7 @@ class Outcome:
     writes: int = 0
     requeue_after: float | None = None
     notes: list[Note] = field(default_factory=list)  # Events posted at the end of the reconcile
+    conflicts: list[tuple[str, str]] = field(default_factory=list)  # (kind, name) in the way, not ours
 
     def requeue(self, delay: float) -> None:
         """Ask to run again within ``delay`` seconds (the earliest of all such asks wins)."""
@@ -103,6 +112,15 @@ def _secret_text(secret: dict[str, Any] | None, key: str) -> str | None:
 def _summary(status: Mapping[str, Any]) -> str:
     conditions = " ".join(f"{c['type']}={c['status']}/{c['reason']}" for c in status.get("conditions") or [])
     return f"gen={status.get('observedGeneration')} ready={status.get('readyReplicas')} {conditions}"
+
+
+def _blocked(conflicts: list[tuple[str, str]], image_refused: str | None) -> tuple[str, str] | None:
+    """Why the children are not (all) written: a name conflict first, then a refused image."""
+    if conflicts:
+        return REASON_NAME_CONFLICT, conflict_message(conflicts)
+    if image_refused is not None:
+        return REASON_IMAGE_NOT_ALLOWED, image_refused
+    return None
 
 
 def post_event(kube: KubeAPI, involved: Mapping[str, Any], note: Note, now: datetime) -> None:
@@ -141,22 +159,31 @@ class Reconciler:
         self.store.remove(resource, namespace, name)
         outcome.writes += 1
 
-    def _observed_secret(self, md: ModelDeployment, name: str) -> dict[str, Any] | None:
-        """A Secret from the cache; when the cache has none, ask the server before acting on absence
-        (a missing key Secret mints a new key, so a cache that lags must not cause a rotation).
+    def _child(
+        self, md: ModelDeployment, resource: Resource, name: str, outcome: Outcome
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """(ours to write, the object as observed), never adopting a same-named object.
 
-        A ModelDeployment without a status has never been reconciled: the status is written after
-        the Secrets, and the cache holds everything that existed when the operator started, so
-        there is nothing the cache could have missed and no need to ask.
+        The cache holds only objects with our labels, so a name it lacks is asked of the server
+        before anything is written under it (this also keeps a lagging cache from minting a new
+        key over an existing key Secret). An object without a controller reference to this
+        ModelDeployment's UID is someone else's: it is recorded as a conflict and never written.
         """
-        namespace = md.namespace
-        cached = self.store.get(SECRET, namespace, name)
-        if cached is not None or "observedGeneration" not in md.status:
-            return cached
-        live = self.kube.get(SECRET, namespace, name)
-        if live is not None:
-            self.store.put(SECRET, live)
-        return live
+        observed = self.store.get(resource, md.namespace, name)
+        if observed is None:
+            observed = self.kube.get(resource, md.namespace, name)
+            if observed is not None and is_ours(observed, md):
+                self.store.put(resource, observed)
+        if observed is None or is_ours(observed, md):
+            return True, observed
+        outcome.conflicts.append((resource.kind, name))
+        return False, None
+
+    def _delete_if_ours(self, md: ModelDeployment, resource: Resource, name: str, outcome: Outcome) -> None:
+        """Delete an unwanted child, if the cache holds it and it is ours."""
+        observed = self.store.get(resource, md.namespace, name)
+        if observed is not None and is_ours(observed, md):
+            self._delete(resource, md.namespace, name, outcome)
 
     # -- the reconcile ----------------------------------------------------------------------------
     def reconcile(self, namespace: str, name: str) -> Outcome:
@@ -171,18 +198,23 @@ class Reconciler:
         outcome = Outcome()
         plan = self._reconcile_keys(md, now, outcome)
         deployment = build_deployment(md, self.config)
-        observed_deployment = self.store.get(DEPLOYMENT, namespace, name)
-        if needs_apply(deployment, observed_deployment):
+        image_refused = disallowed_image_message(md, self.config.allowed_images)
+        writable, observed_deployment = self._child(md, DEPLOYMENT, name, outcome)
+        if writable and image_refused is not None:  # the image may not run: no Deployment at all
+            self._delete_if_ours(md, DEPLOYMENT, name, outcome)
+            observed_deployment = None
+        elif writable and needs_apply(deployment, observed_deployment):
             observed_deployment = self._apply(deployment, outcome)
         service = build_service(md)
-        if needs_apply(service, self.store.get(SERVICE, namespace, name)):
+        writable, observed_service = self._child(md, SERVICE, name, outcome)
+        if writable and needs_apply(service, observed_service):
             self._apply(service, outcome)
+        self._reconcile_network_policy(md, outcome)
+        self._reconcile_certificate(md, outcome)
         monitoring = self._reconcile_service_monitor(md, outcome)
-        if md.rotate_clients:
-            patch = {"metadata": {"annotations": {ANNOTATION_ROTATE: None}}}
-            body = self.kube.merge_patch(MODEL_DEPLOYMENT, namespace, name, patch)
-            self.store.put(MODEL_DEPLOYMENT, body)
-            outcome.writes += 1
+        keys_blocked = any(kind == SECRET.kind for kind, _ in outcome.conflicts)
+        if md.rotate_clients and not keys_blocked:  # else the request waits until keys can be issued
+            body = self._clear_rotate_annotation(body, outcome)
         desired_hash = deployment["metadata"]["annotations"][ANNOTATION_DESIRED_HASH]
         observed = Observed(
             deployment=observed_deployment,
@@ -192,6 +224,7 @@ class Reconciler:
             client_secrets=[client_secret_name(md.name, client) for client in plan.plaintexts],
             url=service_url(md),
             selector=selector_string(md),
+            blocked=_blocked(outcome.conflicts, image_refused),
         )
         status = build_status(md, observed, now)
         if not contains(dict(md.status), status) and self._status_write_due(md, status, outcome):
@@ -209,7 +242,43 @@ class Reconciler:
             post_event(self.kube, body, note, now)
         if plan.next_expiry is not None:
             outcome.requeue(max((plan.next_expiry - now).total_seconds(), 0.0) + 0.5)
+        if outcome.conflicts:  # nothing tells us when the foreign object goes: look again
+            outcome.requeue(self.config.conflict_recheck_seconds)
         return outcome
+
+    def _clear_rotate_annotation(self, body: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+        """Remove the rotate annotation, on the condition that the ModelDeployment is still the one
+        read (its resourceVersion): a rotation requested in the meantime is then not lost. On a
+        conflict, the removal is retried on the live object only while it asks for the same rotation.
+        """
+        metadata = body["metadata"]
+        handled = (metadata.get("annotations") or {}).get(ANNOTATION_ROTATE)
+        for _ in range(3):
+            patch = {
+                "metadata": {
+                    "annotations": {ANNOTATION_ROTATE: None},
+                    "resourceVersion": metadata["resourceVersion"],
+                }
+            }
+            try:
+                body = self.kube.merge_patch(MODEL_DEPLOYMENT, metadata["namespace"], metadata["name"], patch)
+            except KubeError as error:
+                if error.status != 409:
+                    raise
+                live = self.kube.get(MODEL_DEPLOYMENT, metadata["namespace"], metadata["name"])
+                if (
+                    live is None
+                    or (live["metadata"].get("annotations") or {}).get(ANNOTATION_ROTATE) != handled
+                ):
+                    outcome.requeue(0.0)  # a new request: the next reconcile handles it
+                    return body
+                metadata = live["metadata"]
+                continue
+            self.store.put(MODEL_DEPLOYMENT, body)
+            outcome.writes += 1
+            return body
+        outcome.requeue(0.0)
+        return body
 
     def _pods_of_unfinished_rollout(
         self, md: ModelDeployment, deployment: Mapping[str, Any] | None, desired_hash: str, outcome: Outcome
@@ -238,14 +307,19 @@ class Reconciler:
             for secret in self.store.owned(SECRET, md.namespace, md.name)
             if (secret["metadata"].get("labels") or {}).get(LABEL_COMPONENT) == COMPONENT_CLIENT_KEY
             and (secret["metadata"].get("labels") or {}).get(LABEL_CLIENT) not in wanted
+            and is_ours(secret, md)
         ]
         for secret in stale_clients:
             self._delete(SECRET, md.namespace, secret["metadata"]["name"], outcome)
         if not md.spec.auth.enabled:
-            if self.store.get(SECRET, md.namespace, hashes_secret_name(md.name)) is not None:
-                self._delete(SECRET, md.namespace, hashes_secret_name(md.name), outcome)
+            self._delete_if_ours(md, SECRET, hashes_secret_name(md.name), outcome)
             return KeyPlan(hashes=(), plaintexts={})
-        hashes_secret = self._observed_secret(md, hashes_secret_name(md.name))
+        hashes_writable, hashes_secret = self._child(md, SECRET, hashes_secret_name(md.name), outcome)
+        client_secrets = {
+            client: self._child(md, SECRET, client_secret_name(md.name, client), outcome) for client in wanted
+        }
+        if not hashes_writable or not all(writable for writable, _ in client_secrets.values()):
+            return KeyPlan(hashes=(), plaintexts={})  # a key Secret is someone else's: no key is issued
         observed_hashes: list[HashedKey] = []
         text = _secret_text(hashes_secret, APIKEYS_FILE_KEY)
         if text is not None:
@@ -256,10 +330,8 @@ class Reconciler:
                     "%s/%s: the hashes Secret is unreadable (%s); rebuilding it", md.namespace, md.name, error
                 )
         plaintexts = {
-            client: _secret_text(
-                self._observed_secret(md, client_secret_name(md.name, client)), CLIENT_KEY_DATA_KEY
-            )
-            for client in wanted
+            client: _secret_text(observed, CLIENT_KEY_DATA_KEY)
+            for client, (_, observed) in client_secrets.items()
         }
         grace = timedelta(seconds=self.config.key_rotation_grace_seconds)
         plan = plan_keys(
@@ -277,24 +349,50 @@ class Reconciler:
             self._apply(desired_hashes, outcome)
         for client, plaintext in plan.plaintexts.items():
             desired = build_client_secret(md, client, plaintext)
-            if needs_apply(
-                desired, self.store.get(SECRET, md.namespace, client_secret_name(md.name, client))
-            ):
+            if needs_apply(desired, client_secrets[client][1]):
                 self._apply(desired, outcome)
         previous_clients = {entry.client for entry in observed_hashes}
         outcome.notes += key_rotation_notes(plan, previous_clients, now, grace)
         return plan
 
+    def _reconcile_network_policy(self, md: ModelDeployment, outcome: Outcome) -> None:
+        if not md.spec.network_policy.enabled:
+            self._delete_if_ours(md, NETWORK_POLICY, md.name, outcome)
+            return
+        desired = build_network_policy(md, self.config)
+        writable, observed = self._child(md, NETWORK_POLICY, md.name, outcome)
+        if writable and needs_apply(desired, observed):
+            self._apply(desired, outcome)
+
+    def _reconcile_certificate(self, md: ModelDeployment, outcome: Outcome) -> None:
+        """cert-manager's Certificate with spec.tls.issuerRef; without its API, the pods wait for the
+        Secret that someone else has to provide."""
+        desired = build_certificate(md)
+        if desired is None:
+            self._delete_if_ours(md, CERTIFICATE, md.name, outcome)
+            return
+        if not self.apis.available(CERTIFICATE):
+            return
+        writable, observed = self._child(md, CERTIFICATE, md.name, outcome)
+        if writable and needs_apply(desired, observed):
+            try:
+                self._apply(desired, outcome)
+            except KubeError as error:
+                if error.status != 404:
+                    raise
+                self.apis.forget(CERTIFICATE)  # the CRD went away between discovery and apply
+
     def _reconcile_service_monitor(self, md: ModelDeployment, outcome: Outcome) -> Monitoring:
         enabled = md.spec.monitoring.service_monitor.enabled
         if not self.apis.available(SERVICE_MONITOR):
             return Monitoring.CRD_MISSING if enabled else Monitoring.DISABLED
-        observed = self.store.get(SERVICE_MONITOR, md.namespace, md.name)
         if not enabled:
-            if observed is not None:
-                self._delete(SERVICE_MONITOR, md.namespace, md.name, outcome)
+            self._delete_if_ours(md, SERVICE_MONITOR, md.name, outcome)
             return Monitoring.DISABLED
         desired = build_service_monitor(md)
+        writable, observed = self._child(md, SERVICE_MONITOR, md.name, outcome)
+        if not writable:
+            return Monitoring.NAME_CONFLICT
         if needs_apply(desired, observed):
             try:
                 self._apply(desired, outcome)

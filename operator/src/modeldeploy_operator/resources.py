@@ -49,10 +49,16 @@ SECRET: Final = Resource("Secret", "", "v1", "secrets", Role.CHILD)
 SERVICE_MONITOR: Final = Resource(
     "ServiceMonitor", "monitoring.coreos.com", "v1", "servicemonitors", Role.CHILD, optional=True
 )
+NETWORK_POLICY: Final = Resource("NetworkPolicy", "networking.k8s.io", "v1", "networkpolicies", Role.CHILD)
+CERTIFICATE: Final = Resource(
+    "Certificate", "cert-manager.io", "v1", "certificates", Role.CHILD, optional=True
+)
 POD: Final = Resource("Pod", "", "v1", "pods", Role.USED)
 EVENT: Final = Resource("Event", "", "v1", "events", Role.USED)
 
-TABLE: Final = (MODEL_DEPLOYMENT, DEPLOYMENT, SERVICE, SECRET, SERVICE_MONITOR, POD, EVENT)
+TABLE: Final = (
+    MODEL_DEPLOYMENT, DEPLOYMENT, SERVICE, SECRET, SERVICE_MONITOR, NETWORK_POLICY, CERTIFICATE, POD, EVENT
+)  # fmt: skip
 
 BY_KIND: Final = {resource.kind: resource for resource in TABLE}
 CHILDREN: Final = tuple(resource for resource in TABLE if resource.role is Role.CHILD)

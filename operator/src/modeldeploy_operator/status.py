@@ -27,6 +27,7 @@ from modeldeploy_operator.constants import (
     REASON_DEPLOYMENT_PENDING,
     REASON_IMAGE_PULL,
     REASON_MONITORING_DISABLED,
+    REASON_NAME_CONFLICT,
     REASON_PROGRESS_DEADLINE,
     REASON_REPLICA_FAILURE,
     REASON_ROLLED_OUT,
@@ -50,6 +51,7 @@ class Monitoring(Enum):
     APPLIED = "applied"
     CRD_MISSING = "crd-missing"
     DISABLED = "disabled"
+    NAME_CONFLICT = "name-conflict"  # a same-named ServiceMonitor is someone else's
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class Observed:
     client_secrets: Sequence[str]
     url: str
     selector: str
+    # Why the operator would not write the children (ImageNotAllowed, NameConflict), with a message.
+    blocked: tuple[str, str] | None = None
 
 
 def format_time(moment: datetime) -> str:
@@ -203,6 +207,9 @@ def _monitoring_condition(monitoring: Monitoring) -> Condition:
             REASON_SERVICE_MONITOR_APPLIED,
             f"the {SERVICE_MONITOR.kind} is applied",
         )
+    if monitoring is Monitoring.NAME_CONFLICT:
+        message = f"the {SERVICE_MONITOR.kind} is not applied: a same-named one is not owned by this ModelDeployment"
+        return Condition(CONDITION_MONITORING, False, REASON_NAME_CONFLICT, message)
     if monitoring is Monitoring.CRD_MISSING:
         api = f"{SERVICE_MONITOR.api_version} {SERVICE_MONITOR.kind}"
         message = f"monitoring skipped: the {api} API is not installed"
@@ -219,6 +226,19 @@ def compute_conditions(md: ModelDeployment, observed: Observed) -> tuple[list[Co
     complete, reason, message, replicas, ready = _rollout(
         md, observed.deployment, observed.desired_deployment_hash
     )
+    if observed.blocked is not None:
+        # Nothing progresses until the user acts: not Ready, not Progressing, Degraded (a Warning Event).
+        blocked_reason, blocked_message = observed.blocked
+        return (
+            [
+                Condition(CONDITION_READY, False, blocked_reason, blocked_message),
+                Condition(CONDITION_PROGRESSING, False, blocked_reason, blocked_message),
+                Condition(CONDITION_DEGRADED, True, blocked_reason, blocked_message),
+                _monitoring_condition(observed.monitoring),
+            ],
+            replicas,
+            ready,
+        )
     degradation = _degradation(observed.deployment, observed.pods)
     deadline = degradation is not None and degradation[0] == REASON_PROGRESS_DEADLINE
     ready_reason, ready_message = degradation or (reason, message)

@@ -9,6 +9,7 @@ from modeldeploy_operator.builders.meta import (
     hashes_secret_name,
     metadata,
     selector_labels,
+    serving_port_name,
     with_desired_hash,
 )
 from modeldeploy_operator.builders.meta import labels as standard_labels
@@ -21,21 +22,26 @@ from modeldeploy_operator.constants import (
     COMPONENT_SERVER,
     CONTAINER_FETCH,
     CONTAINER_RUNTIME,
+    ENV_TLS_CERT_FILE,
+    ENV_TLS_KEY_FILE,
     LABEL_MODEL_DEPLOYMENT,
     MODEL_DIR,
     PATH_LIVE,
     PATH_READY,
     PORT_HTTP,
-    PORT_HTTP_NAME,
     PORT_METRICS,
     PORT_METRICS_NAME,
     PVC_MOUNT_DIR,
     RUNTIME_EXECUTABLE,
     RUNTIME_UID,
+    TLS_CERT_KEY,
+    TLS_DIR,
+    TLS_KEY_KEY,
     TMP_DIR,
     VOLUME_APIKEYS,
     VOLUME_MODEL,
     VOLUME_PVC,
+    VOLUME_TLS,
     VOLUME_TMP,
 )
 from modeldeploy_operator.model import ModelDeployment, ModelLocation, parse_model_uri
@@ -94,9 +100,12 @@ def _container_security_context() -> dict[str, Any]:
     }
 
 
-def _probe(path: str, *, period: int, failures: int, timeout: int = 2) -> dict[str, Any]:
+def _probe(md: ModelDeployment, path: str, *, period: int, failures: int, timeout: int = 2) -> dict[str, Any]:
+    get: dict[str, Any] = {"path": path, "port": serving_port_name(md)}
+    if md.spec.tls is not None:
+        get["scheme"] = "HTTPS"
     return {
-        "httpGet": {"path": path, "port": PORT_HTTP_NAME},
+        "httpGet": get,
         "periodSeconds": period,
         "timeoutSeconds": timeout,
         "failureThreshold": failures,
@@ -111,6 +120,25 @@ def _resources(md: ModelDeployment) -> dict[str, Any]:
     if resources.requests:
         out["requests"] = dict(resources.requests)
     return out
+
+
+def _env(md: ModelDeployment) -> list[dict[str, str]]:
+    """The runtime container's env: the TLS files first, then spec.runtime.env.
+
+    An empty value is rendered as no ``value`` at all: the API server drops an empty string, and the
+    object it stores must compare equal to the desired one (else every reconcile re-applies it).
+    """
+    env = []
+    if md.spec.tls is not None:
+        env += [
+            {"name": ENV_TLS_CERT_FILE, "value": f"{TLS_DIR}/{TLS_CERT_KEY}"},
+            {"name": ENV_TLS_KEY_FILE, "value": f"{TLS_DIR}/{TLS_KEY_KEY}"},
+        ]
+    env += [
+        {"name": var.name, "value": var.value} if var.value else {"name": var.name}
+        for var in md.spec.runtime.env
+    ]
+    return env
 
 
 def runtime_containers(
@@ -151,26 +179,48 @@ def runtime_containers(
             }
         )
         mounts.append({"name": VOLUME_APIKEYS, "mountPath": APIKEYS_DIR, "readOnly": True})
+    if md.spec.tls is not None:
+        volumes.append(
+            {"name": VOLUME_TLS, "secret": {"secretName": md.spec.tls.secret_name, "defaultMode": 0o440}}
+        )
+        mounts.append({"name": VOLUME_TLS, "mountPath": TLS_DIR, "readOnly": True})
     container: dict[str, Any] = {
         "name": CONTAINER_RUNTIME,
         "image": image,
         "command": [RUNTIME_EXECUTABLE],
         "args": commands.serve,
         "ports": [
-            {"name": PORT_HTTP_NAME, "containerPort": PORT_HTTP, "protocol": "TCP"},
+            {"name": serving_port_name(md), "containerPort": PORT_HTTP, "protocol": "TCP"},
             {"name": PORT_METRICS_NAME, "containerPort": PORT_METRICS, "protocol": "TCP"},
         ],
-        "env": [{"name": var.name, "value": var.value} for var in md.spec.runtime.env],
+        "env": _env(md),
         "resources": _resources(md),
-        "startupProbe": _probe(PATH_READY, period=5, failures=120),  # up to 10 minutes to load a model
-        "readinessProbe": _probe(PATH_READY, period=5, failures=2),
-        "livenessProbe": _probe(PATH_LIVE, period=10, failures=3),
+        "startupProbe": _probe(md, PATH_READY, period=5, failures=120),  # up to 10 minutes to load a model
+        "readinessProbe": _probe(md, PATH_READY, period=5, failures=2),
+        "livenessProbe": _probe(md, PATH_LIVE, period=10, failures=3),
         "securityContext": _container_security_context(),
         "volumeMounts": mounts,
     }
     if not container["env"]:
         del container["env"]
     return init_containers, container, volumes
+
+
+def _scheduling(md: ModelDeployment) -> dict[str, Any]:
+    """spec.runtime's nodeSelector, tolerations, affinity and priorityClassName, as pod spec fields."""
+    runtime = md.spec.runtime
+    fields: dict[str, Any] = {}
+    if runtime.node_selector:
+        fields["nodeSelector"] = dict(runtime.node_selector)
+    if runtime.tolerations:
+        fields["tolerations"] = [
+            toleration.model_dump(by_alias=True, exclude_none=True) for toleration in runtime.tolerations
+        ]
+    if runtime.affinity:
+        fields["affinity"] = dict(runtime.affinity)
+    if runtime.priority_class_name:
+        fields["priorityClassName"] = runtime.priority_class_name
+    return fields
 
 
 def build_deployment(md: ModelDeployment, config: OperatorConfig) -> dict[str, Any]:
@@ -190,6 +240,7 @@ def build_deployment(md: ModelDeployment, config: OperatorConfig) -> dict[str, A
         },
         "containers": [container],
         "volumes": volumes,
+        **_scheduling(md),
     }
     if init_containers:
         pod_spec["initContainers"] = init_containers

@@ -21,6 +21,8 @@ from modeldeploy_operator.constants import (
     LABEL_VERSION,
     OPERATOR_NAME,
     PART_OF,
+    PORT_HTTP_NAME,
+    PORT_HTTPS_NAME,
     SUFFIX_APIKEYS,
     SUFFIX_CLIENT,
 )
@@ -33,6 +35,11 @@ def hashes_secret_name(md_name: str) -> str:
 
 def client_secret_name(md_name: str, client: str) -> str:
     return f"{md_name}{SUFFIX_CLIENT}{client}"
+
+
+def serving_port_name(md: ModelDeployment) -> str:
+    """The serving port's name on the container and the Service: ``https`` with spec.tls, else ``http``."""
+    return PORT_HTTPS_NAME if md.spec.tls is not None else PORT_HTTP_NAME
 
 
 def selector_labels(md: ModelDeployment) -> dict[str, str]:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeldeploy_operator.builders.meta import metadata, selector_labels, with_desired_hash
+from modeldeploy_operator.builders.meta import metadata, selector_labels, serving_port_name, with_desired_hash
 from modeldeploy_operator.constants import (
     COMPONENT_SERVER,
     PORT_HTTP,
-    PORT_HTTP_NAME,
     PORT_METRICS,
     PORT_METRICS_NAME,
 )
@@ -25,7 +24,12 @@ def build_service(md: ModelDeployment) -> dict[str, Any]:
             "type": "ClusterIP",
             "selector": selector_labels(md),
             "ports": [
-                {"name": PORT_HTTP_NAME, "port": PORT_HTTP, "targetPort": PORT_HTTP_NAME, "protocol": "TCP"},
+                {
+                    "name": serving_port_name(md),
+                    "port": PORT_HTTP,
+                    "targetPort": serving_port_name(md),
+                    "protocol": "TCP",
+                },
                 {
                     "name": PORT_METRICS_NAME,
                     "port": PORT_METRICS,
@@ -39,4 +43,5 @@ def build_service(md: ModelDeployment) -> dict[str, Any]:
 
 
 def service_url(md: ModelDeployment) -> str:
-    return f"http://{md.name}.{md.namespace}.svc:{PORT_HTTP}"
+    scheme = "https" if md.spec.tls is not None else "http"
+    return f"{scheme}://{md.name}.{md.namespace}.svc:{PORT_HTTP}"

@@ -21,6 +21,7 @@ def build_service_monitor(md: ModelDeployment) -> dict[str, Any]:
             "endpoints": [
                 {
                     "port": PORT_METRICS_NAME,
+                    "scheme": "http",  # the metrics port is plain HTTP, with or without spec.tls
                     "path": "/metrics",
                     "interval": md.spec.monitoring.service_monitor.interval,
                 }
