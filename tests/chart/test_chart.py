@@ -123,6 +123,11 @@ def test_chart_installs_under_restricted_pod_security_and_its_rbac_suffices(
     )  # fmt: skip
     assert refused.returncode != 0
     assert "Forbidden" in refused.stderr
+    other_lease = subprocess.run(
+        [str(require_binary("kubectl")), "--kubeconfig", str(kubeconfig), "get", "lease", "kube-scheduler", "-n", namespace],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "Forbidden" in other_lease.stderr, "the chart's Role must name its one Lease"
 
     health_port = free_port()
     log_path = tmp_path / "operator.log"
@@ -130,7 +135,9 @@ def test_chart_installs_under_restricted_pod_security_and_its_rbac_suffices(
         operator = subprocess.Popen(
             [sys.executable, "-m", "modeldeploy_operator.cli", "--namespace", workloads,
              "--metrics-port", str(free_port()), "--health-port", str(health_port)],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+            stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": namespace,
+                 "POD_NAME": "operator-under-test", "MODELDEPLOY_LEASE_NAME": "modeldeploy-operator"},
         )  # fmt: skip
     try:
         cluster.apply(_model_deployment("iris"), "-n", workloads)
@@ -138,6 +145,9 @@ def test_chart_installs_under_restricted_pod_security_and_its_rbac_suffices(
         for child in ("deployment/iris", "service/iris", "secret/iris-apikeys", "secret/iris-client-billing"):
             cluster.kubectl("get", child, "-n", workloads)
         wait_until("the operator's liveness endpoint", lambda: _healthy(health_port))
+        # The chart's Role lets it hold exactly its Lease.
+        lease = cluster.get_json("lease", "modeldeploy-operator", "-n", namespace)
+        assert lease["spec"]["holderIdentity"] == "operator-under-test"
         logs = log_path.read_text(errors="replace")
         assert "Forbidden" not in logs, logs[-3000:]
         assert " 403" not in logs, logs[-3000:]

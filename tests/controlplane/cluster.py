@@ -48,6 +48,7 @@ class ClusterState:
     kubeconfig: str
     server: str
     pids: dict[str, int] = field(default_factory=dict)
+    commands: dict[str, list[str]] = field(default_factory=dict)  # how each was started (restart)
 
     @classmethod
     def load(cls, directory: Path) -> ClusterState | None:
@@ -153,12 +154,16 @@ class _Launcher:
         self.logs = directory / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.pids: dict[str, int] = {}
+        self.commands: dict[str, list[str]] = {}
 
     def start(self, name: str, args: list[str]) -> None:
+        self.run(name, [str(require_binary(name)), *args])
+
+    def run(self, name: str, command: list[str]) -> None:
         log = (self.logs / f"{name}.log").open("ab")
-        binary = str(require_binary(name))
+        self.commands[name] = command
         process = subprocess.Popen(
-            [binary, *args],
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -228,7 +233,7 @@ def start(directory: Path) -> ClusterState:
     launcher = _Launcher(directory)
     try:
         _start_etcd_and_apiserver(launcher, directory, pki, ports)
-        state.pids = launcher.pids
+        state.pids, state.commands = launcher.pids, launcher.commands
         state.save()
         wait_for(
             "kube-apiserver /readyz",
@@ -236,7 +241,7 @@ def start(directory: Path) -> ClusterState:
             START_TIMEOUT_SECONDS,
         )
         _start_controllers(launcher, directory, pki, ports, kubeconfig)
-        state.pids = launcher.pids
+        state.pids, state.commands = launcher.pids, launcher.commands
         state.save()
         nodes = {
             "apiVersion": "v1",
@@ -255,7 +260,7 @@ def start(directory: Path) -> ClusterState:
             START_TIMEOUT_SECONDS,
         )
     except BaseException:
-        state.pids = launcher.pids
+        state.pids, state.commands = launcher.pids, launcher.commands
         state.save()
         stop(directory, keep_logs=True)
         raise
@@ -334,6 +339,34 @@ def stop(directory: Path, *, keep_logs: bool = False) -> None:
     for child in directory.iterdir():
         if child.name != "logs":
             shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def _terminate(pid: int, name: str) -> None:
+    if pid_alive(pid) and _pid_is_ours(pid, name):
+        os.kill(pid, signal.SIGTERM)
+        wait_for(f"{name} to exit", lambda: not pid_alive(pid), timeout=30, interval=0.05)
+
+
+def restart(directory: Path, name: str, downtime: float = 0.0) -> float:
+    """Stop one component (``kube-apiserver``, ``etcd``) and start it again with the same command
+    line (same ports, certificates and data), ``downtime`` seconds later; wait until the API
+    server is ready again. Returns the seconds it was down."""
+    state = ClusterState.load(directory)
+    if state is None or name not in state.commands:
+        raise ClusterError(f"no {name} recorded in {directory}/state.json")
+    stopped = time.monotonic()
+    _terminate(state.pids[name], name)
+    time.sleep(downtime)  # the outage itself, not a wait for a condition
+    launcher = _Launcher(directory)
+    launcher.run(name, state.commands[name])
+    state.pids[name] = launcher.pids[name]
+    state.save()
+    wait_for(
+        f"kube-apiserver /readyz after restarting {name}",
+        lambda: launcher.running() and _api_ready(state.kubeconfig),
+        START_TIMEOUT_SECONDS,
+    )
+    return time.monotonic() - stopped
 
 
 def up(directory: Path) -> ClusterState:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ class OperatorProcess:
     process: subprocess.Popen[bytes]
     log: Path
     metrics_port: int
+    health_port: int = 0  # kopf's /healthz (liveness and readiness); 0: not served
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
@@ -46,6 +48,15 @@ class OperatorProcess:
             if line.startswith(name + "{") or line.startswith(name + " "):
                 total += float(line.rsplit(" ", 1)[1])
         return total
+
+    def health(self) -> tuple[int, str]:
+        """(HTTP status, body) of /healthz."""
+        url = f"http://127.0.0.1:{self.health_port}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return int(response.status), str(response.read().decode())
+        except urllib.error.HTTPError as error:
+            return int(error.code), str(error.read().decode())
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
@@ -63,38 +74,49 @@ class OperatorProcess:
 StartOperator = Callable[..., OperatorProcess]
 
 
+def launch_operator(
+    namespace: str, log: Path, env: dict[str, str], *, health: bool = False, timeout: float = 30
+) -> OperatorProcess:
+    """``modeldeploy-operator --namespace <ns>`` with ``env`` on top of ours, once its metrics answer."""
+    port = free_port()
+    health_port = free_port() if health else 0
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "modeldeploy_operator.cli", "--namespace", namespace, "--metrics-port", str(port),
+             "--health-port", str(health_port)],
+            stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **env},
+        )  # fmt: skip
+    handle = OperatorProcess(process, log, port, health_port)
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the operator exited with {process.returncode}:\n{handle.logs()}")
+        try:
+            return "modeldeploy_operator_reconciles_total" in handle.metrics()
+        except OSError:
+            return False
+
+    wait_until("the operator's metrics endpoint", up, timeout=timeout)
+    return handle
+
+
 @pytest.fixture
 def start_operator(crd: Cluster, namespace: str, tmp_path: Path) -> Iterator[StartOperator]:
-    """Start ``modeldeploy-operator --namespace <ns>`` with extra env; stopped at teardown."""
+    """Start ``modeldeploy-operator --namespace <ns>`` with extra env (and /healthz with
+    ``health=True``); stopped at teardown."""
     started: list[OperatorProcess] = []
 
-    def start(**env: str) -> OperatorProcess:
-        port = free_port()
-        log = tmp_path / f"operator-{len(started)}.log"
+    def start(*, health: bool = False, **env: str) -> OperatorProcess:
         environment = {
-            **os.environ,
             "KUBECONFIG": crd.kubeconfig,
             "MODELDEPLOY_RESYNC_SECONDS": "30",
             "MODELDEPLOY_MONITORING_API_CACHE_SECONDS": "1",
             **env,
         }
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "modeldeploy_operator.cli", "--namespace", namespace, "--metrics-port", str(port)],
-                stdout=sink, stderr=subprocess.STDOUT, env=environment,
-            )  # fmt: skip
-        handle = OperatorProcess(process, log, port)
+        handle = launch_operator(
+            namespace, tmp_path / f"operator-{len(started)}.log", environment, health=health
+        )
         started.append(handle)
-
-        def up() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"the operator exited with {process.returncode}:\n{handle.logs()}")
-            try:
-                return "modeldeploy_operator_reconciles_total" in handle.metrics()
-            except OSError:
-                return False
-
-        wait_until("the operator's metrics endpoint", up, timeout=30)
         return handle
 
     yield start

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from tests.conftest import Cluster
 from tests.operator.conftest import OperatorProcess, StartOperator
 from tests.operator.factories import manifest
-from tests.operator.helpers import condition, get, wait_ready, wait_status
+from tests.operator.helpers import condition, crash_loop_first_pod, get, wait_ready, wait_status
 from tests.polling import wait_until
 
 CHILD_KINDS = ("deployment", "service", "secret")
@@ -263,25 +262,7 @@ def test_crash_looping_pods_make_it_degraded_not_ready(
     crd.apply(manifest("iris"), "-n", namespace)
     wait_ready(crd, namespace, "iris")
     wait_until("the ready gauge at 1", lambda: _ready_gauge(operator, namespace) == 1.0)
-    pod = crd.get_json("pods", "-n", namespace, "-l", "modeldeploy.io/model-deployment=iris")["items"][0]
-    crashed: dict[str, Any] = {"status": {
-        "conditions": [{"type": "Ready", "status": "False"}, {"type": "ContainersReady", "status": "False"}],
-        "containerStatuses": [{
-            "name": "runtime", "ready": False, "restartCount": 3, "image": "x", "imageID": "", "started": False,
-            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
-            "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": "model failed to load"}},
-        }],
-    }}  # fmt: skip
-    crd.kubectl(
-        "patch",
-        "pod",
-        pod["metadata"]["name"],
-        "-n",
-        namespace,
-        "--subresource=status",
-        "-p",
-        json.dumps(crashed),
-    )
+    crash_loop_first_pod(crd, namespace, "iris")
     body = wait_status(crd, namespace, "iris", "Degraded=True",
                        check=lambda b: (condition(b, "Degraded") or {}).get("status") == "True")  # fmt: skip
     assert condition(body, "Degraded")["reason"] == "CrashLoopBackOff"  # type: ignore[index]

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import secrets
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_RUNTIME_IMAGE = "ghcr.io/modeldeploy/model-runtime:0.1.0"
+DEFAULT_LEASE_NAME = "modeldeploy-operator"
+IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 class ConfigError(ValueError):
@@ -29,6 +34,14 @@ class OperatorConfig:
     pod_recheck_seconds: float = 5.0  # an unfinished rollout's pods are looked at again after this long
     termination_grace_seconds: int = 30
     prestop_sleep_seconds: int = 5
+    watch_server_timeout_seconds: int = 270  # the API server ends each watch after this long
+    leader_election: bool = True  # False: lead at once, with no Lease (a single replica)
+    lease_name: str = DEFAULT_LEASE_NAME
+    lease_namespace: str = "default"
+    identity: str = "modeldeploy-operator"  # this replica's name in the Lease (the pod's name)
+    lease_duration_seconds: float = 15.0  # a standby takes over this long after the last renewal it saw
+    renew_deadline_seconds: float = 10.0  # the leader stops writing when it could not renew for this long
+    retry_period_seconds: float = 2.0  # how often the leader renews and a standby looks at the Lease
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -57,6 +70,52 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float) ->
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("true", "false"):
+        raise ConfigError(f"{name}={raw!r} must be 'true' or 'false'")
+    return raw == "true"
+
+
+def _lease_namespace(env: Mapping[str, str], namespaces: tuple[str, ...]) -> str:
+    """``MODELDEPLOY_LEASE_NAMESPACE``, else the pod's namespace (downward API or the in-cluster
+    token's), else the first watched namespace, else ``default``."""
+    explicit = env.get("MODELDEPLOY_LEASE_NAMESPACE") or env.get("POD_NAMESPACE")
+    if explicit:
+        return explicit
+    try:
+        return IN_CLUSTER_NAMESPACE_FILE.read_text().strip()
+    except OSError:
+        return namespaces[0] if namespaces else "default"
+
+
+def _identity(env: Mapping[str, str]) -> str:
+    """The pod's name (``POD_NAME`` from the downward API); outside a pod the host name plus a
+    random suffix, so two processes on one machine never share an identity."""
+    return env.get("POD_NAME") or f"{socket.gethostname()}_{secrets.token_hex(4)}"
+
+
+def _lease_timing(env: Mapping[str, str]) -> tuple[float, float, float]:
+    duration = _float(env, "MODELDEPLOY_LEASE_DURATION_SECONDS", 15.0, 1.0)
+    renew_deadline = _float(env, "MODELDEPLOY_RENEW_DEADLINE_SECONDS", 10.0, 0.5)
+    retry_period = _float(env, "MODELDEPLOY_RETRY_PERIOD_SECONDS", 2.0, 0.1)
+    # A standby may take over up to one retry period early (leadership.py explains why), so the
+    # leader must have stopped writing by then: renew deadline < lease duration - retry period.
+    if renew_deadline >= duration - retry_period:
+        raise ConfigError(
+            f"MODELDEPLOY_RENEW_DEADLINE_SECONDS={renew_deadline:g} must be less than "
+            f"MODELDEPLOY_LEASE_DURATION_SECONDS - MODELDEPLOY_RETRY_PERIOD_SECONDS = {duration - retry_period:g}"
+        )
+    if retry_period >= renew_deadline:
+        raise ConfigError(
+            f"MODELDEPLOY_RETRY_PERIOD_SECONDS={retry_period:g} must be less than "
+            f"MODELDEPLOY_RENEW_DEADLINE_SECONDS={renew_deadline:g}"
+        )
+    return duration, renew_deadline, retry_period
+
+
 def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
     """Settings from ``MODELDEPLOY_*`` environment variables; flags override some of them later."""
     env = os.environ if env is None else env
@@ -64,6 +123,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
     log_format = env.get("MODELDEPLOY_LOG_FORMAT", "plain")
     if log_format not in ("plain", "json"):
         raise ConfigError(f"MODELDEPLOY_LOG_FORMAT={log_format!r} must be 'plain' or 'json'")
+    lease_duration, renew_deadline, retry_period = _lease_timing(env)
     return OperatorConfig(
         runtime_image=env.get("MODELDEPLOY_RUNTIME_IMAGE") or DEFAULT_RUNTIME_IMAGE,
         namespaces=namespaces,
@@ -77,4 +137,12 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         status_debounce_seconds=_float(env, "MODELDEPLOY_STATUS_DEBOUNCE_SECONDS", 2.0, 0.0),
         pod_recheck_seconds=_float(env, "MODELDEPLOY_POD_RECHECK_SECONDS", 5.0, 0.1),
         monitoring_api_cache_seconds=_float(env, "MODELDEPLOY_MONITORING_API_CACHE_SECONDS", 10.0, 0.0),
+        watch_server_timeout_seconds=_int(env, "MODELDEPLOY_WATCH_SERVER_TIMEOUT_SECONDS", 270, 1),
+        leader_election=_bool(env, "MODELDEPLOY_LEADER_ELECTION", True),
+        lease_name=env.get("MODELDEPLOY_LEASE_NAME") or DEFAULT_LEASE_NAME,
+        lease_namespace=_lease_namespace(env, namespaces),
+        identity=_identity(env),
+        lease_duration_seconds=lease_duration,
+        renew_deadline_seconds=renew_deadline,
+        retry_period_seconds=retry_period,
     )

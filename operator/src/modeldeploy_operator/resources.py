@@ -51,8 +51,9 @@ SERVICE_MONITOR: Final = Resource(
 )
 POD: Final = Resource("Pod", "", "v1", "pods", Role.USED)
 EVENT: Final = Resource("Event", "", "v1", "events", Role.USED)
+LEASE: Final = Resource("Lease", "coordination.k8s.io", "v1", "leases", Role.USED)  # leader election
 
-TABLE: Final = (MODEL_DEPLOYMENT, DEPLOYMENT, SERVICE, SECRET, SERVICE_MONITOR, POD, EVENT)
+TABLE: Final = (MODEL_DEPLOYMENT, DEPLOYMENT, SERVICE, SECRET, SERVICE_MONITOR, POD, EVENT, LEASE)
 
 BY_KIND: Final = {resource.kind: resource for resource in TABLE}
 CHILDREN: Final = tuple(resource for resource in TABLE if resource.role is Role.CHILD)
