@@ -5,6 +5,7 @@ standby takes over when the leader shuts down (at once) or dies (when the Lease 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import signal
 import time
@@ -30,7 +31,7 @@ FAST_LEASE = {
     "MODELDEPLOY_RENEW_DEADLINE_SECONDS": "2.5",
     "MODELDEPLOY_RETRY_PERIOD_SECONDS": "0.5",
 }
-LEASE_DURATION, RETRY_PERIOD = 4.0, 0.5
+LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 4.0, 2.5, 0.5
 
 
 def holder(cluster: Cluster, namespace: str) -> str | None:
@@ -90,13 +91,15 @@ def test_a_clean_shutdown_hands_the_lease_over_within_a_retry_period(
     leader, standby = start_pair_serving_iris(start_operator, crd, namespace)
 
     leader.process.send_signal(signal.SIGTERM)
-    wait_until("operator-a to exit", lambda: leader.process.poll() is not None, timeout=15)
-    exited = time.monotonic()
-    wait_until("operator-b to lead", lambda: leading(standby), timeout=LEASE_DURATION)
-    handover = time.monotonic() - exited
-    bound = RETRY_PERIOD + 1.0
-    print(f"clean handover: {handover:.2f}s after the leader exited (bound {bound:.1f}s)")
+    stopping = time.monotonic()
+    wait_until("operator-b to lead", lambda: leading(standby), timeout=LEASE_DURATION + 5, interval=0.05)
+    handover = time.monotonic() - stopping
+    # Released at shutdown: taken at the standby's next look, well before the lease would expire.
+    bound = RETRY_PERIOD + 1.5
+    print(f"clean handover: {handover:.2f}s after SIGTERM (bound {bound:.1f}s, lease {LEASE_DURATION:g}s)")
     assert handover <= bound
+    wait_until("operator-a to exit", lambda: leader.process.poll() is not None, timeout=15)
+    assert "could not release" not in leader.logs()
     assert holder(crd, namespace) == "operator-b"
     assert standby.metric("modeldeploy_operator_leader_transitions_total") == 1
 
@@ -106,13 +109,12 @@ def test_a_clean_shutdown_hands_the_lease_over_within_a_retry_period(
                 and (condition(b, "Ready") or {}).get("status") == "True", timeout=30)  # fmt: skip
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGKILL])
 def test_a_killed_leader_is_replaced_once_its_lease_expires(
-    crd: Cluster, namespace: str, start_operator: StartOperator, signal_number: int
+    crd: Cluster, namespace: str, start_operator: StartOperator
 ) -> None:
     leader, standby = start_pair_serving_iris(start_operator, crd, namespace)
 
-    leader.process.send_signal(signal_number)
+    leader.process.send_signal(signal.SIGKILL)
     killed = time.monotonic()
     wait_until("operator-b to lead", lambda: leading(standby), timeout=LEASE_DURATION + 5, interval=0.05)
     takeover = time.monotonic() - killed
@@ -120,7 +122,7 @@ def test_a_killed_leader_is_replaced_once_its_lease_expires(
         f"takeover after SIGKILL: {takeover:.2f}s (lease {LEASE_DURATION:g}s, bound {LEASE_DURATION + 2:g}s)"
     )
     # Never before the dead leader's own renew deadline could have passed, never later than the bound.
-    assert LEASE_DURATION - RETRY_PERIOD - 2 * RETRY_PERIOD <= takeover <= LEASE_DURATION + 2
+    assert RENEW_DEADLINE < takeover <= LEASE_DURATION + 2
     assert holder(crd, namespace) == "operator-b"
 
     crd.kubectl("delete", "service", "iris", "-n", namespace)
@@ -137,6 +139,8 @@ def test_lease_timing_defaults_and_the_rule_between_them() -> None:
         2,
     )
     assert (config.identity, config.lease_namespace, config.leader_election) == ("operator-0", "ops", True)
+    watching_two = dataclasses.replace(config_from_env({}), namespaces=("ml", "other"))
+    assert LeaseSettings.from_config(watching_two).namespace == "ml"  # outside a pod
     with pytest.raises(ConfigError, match="MODELDEPLOY_RENEW_DEADLINE_SECONDS=13 must be less than"):
         config_from_env({"MODELDEPLOY_RENEW_DEADLINE_SECONDS": "13"})
     assert config_from_env({}).identity != config_from_env({}).identity  # two processes, one host

@@ -37,7 +37,7 @@ class OperatorConfig:
     watch_server_timeout_seconds: int = 270  # the API server ends each watch after this long
     leader_election: bool = True  # False: lead at once, with no Lease (a single replica)
     lease_name: str = DEFAULT_LEASE_NAME
-    lease_namespace: str = "default"
+    lease_namespace: str | None = None  # None: the first watched namespace, else "default"
     identity: str = "modeldeploy-operator"  # this replica's name in the Lease (the pod's name)
     lease_duration_seconds: float = 15.0  # a standby takes over this long after the last renewal it saw
     renew_deadline_seconds: float = 10.0  # the leader stops writing when it could not renew for this long
@@ -79,16 +79,16 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw == "true"
 
 
-def _lease_namespace(env: Mapping[str, str], namespaces: tuple[str, ...]) -> str:
+def _lease_namespace(env: Mapping[str, str]) -> str | None:
     """``MODELDEPLOY_LEASE_NAMESPACE``, else the pod's namespace (downward API or the in-cluster
-    token's), else the first watched namespace, else ``default``."""
+    token's); None outside a pod (the lease then lives in the first watched namespace)."""
     explicit = env.get("MODELDEPLOY_LEASE_NAMESPACE") or env.get("POD_NAMESPACE")
     if explicit:
         return explicit
     try:
-        return IN_CLUSTER_NAMESPACE_FILE.read_text().strip()
+        return IN_CLUSTER_NAMESPACE_FILE.read_text().strip() or None
     except OSError:
-        return namespaces[0] if namespaces else "default"
+        return None
 
 
 def _identity(env: Mapping[str, str]) -> str:
@@ -140,7 +140,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         watch_server_timeout_seconds=_int(env, "MODELDEPLOY_WATCH_SERVER_TIMEOUT_SECONDS", 270, 1),
         leader_election=_bool(env, "MODELDEPLOY_LEADER_ELECTION", True),
         lease_name=env.get("MODELDEPLOY_LEASE_NAME") or DEFAULT_LEASE_NAME,
-        lease_namespace=_lease_namespace(env, namespaces),
+        lease_namespace=_lease_namespace(env),
         identity=_identity(env),
         lease_duration_seconds=lease_duration,
         renew_deadline_seconds=renew_deadline,

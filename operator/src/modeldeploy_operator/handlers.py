@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,9 +24,12 @@ from modeldeploy_operator.constants import (
     OWNED_SELECTOR,
 )
 from modeldeploy_operator.controller import Controller
+from modeldeploy_operator.kube import KubeError
 from modeldeploy_operator.leadership import LeaderElector, build_elector
 from modeldeploy_operator.metrics import OperatorMetrics
 from modeldeploy_operator.resources import CHILDREN, WATCHED, Resource, Role
+
+logger = logging.getLogger(__name__)
 
 OWNED = {LABEL_MANAGED_BY: OPERATOR_NAME}
 # The API server ends a watch after server_timeout; a watch that went silent without being closed
@@ -115,7 +119,10 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await controller.stop()
     elector: LeaderElector | None = getattr(memo, "elector", None)
     if elector is not None:  # hand over at once: a standby takes an empty Lease at its next look
-        await asyncio.to_thread(elector.release)
+        try:
+            await asyncio.to_thread(elector.release)
+        except (KubeError, OSError) as error:  # the standby takes over when the lease expires
+            logger.warning("could not release the lease: %s", error)
 
 
 def register_watch(resource: Resource) -> None:

@@ -33,6 +33,7 @@ from modeldeploy_operator.resources import LEASE, Resource
 
 logger = logging.getLogger(__name__)
 
+RELEASE_ATTEMPTS = 3
 LeadershipListener = Callable[[bool], None]  # called with True on taking the lead, False on losing it
 
 
@@ -59,7 +60,7 @@ class LeaseSettings:
     def from_config(cls, config: OperatorConfig) -> LeaseSettings:
         return cls(
             name=config.lease_name,
-            namespace=config.lease_namespace,
+            namespace=config.lease_namespace or (config.namespaces[0] if config.namespaces else "default"),
             identity=config.identity,
             duration=config.lease_duration_seconds,
             renew_deadline=config.renew_deadline_seconds,
@@ -177,20 +178,28 @@ class LeaderElector:
         if not self.is_leading():
             return
         self._leading_until = float("-inf")
-        lease = self._leases.get(LEASE, self.settings.namespace, self.settings.name)
-        if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.settings.identity:
+        for _ in range(RELEASE_ATTEMPTS):  # a renewal still in flight may have moved the version
+            lease = self._leases.get(LEASE, self.settings.namespace, self.settings.name)
+            if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.settings.identity:
+                return
+            body = {
+                "apiVersion": LEASE.api_version,
+                "kind": LEASE.kind,
+                "metadata": {
+                    "name": self.settings.name,
+                    "namespace": self.settings.namespace,
+                    "resourceVersion": lease["metadata"]["resourceVersion"],
+                },
+                "spec": build_lease_spec(lease.get("spec"), self.settings, self._wall_clock(), holder=""),
+            }
+            try:
+                self._leases.replace(body)
+            except KubeError as error:
+                if error.status != 409:
+                    raise
+                continue
+            logger.info("%s released the lease %s", self.settings.identity, self.settings.name)
             return
-        body = {
-            "apiVersion": LEASE.api_version,
-            "kind": LEASE.kind,
-            "metadata": {
-                "name": self.settings.name,
-                "namespace": self.settings.namespace,
-                "resourceVersion": lease["metadata"]["resourceVersion"],
-            },
-            "spec": build_lease_spec(lease.get("spec"), self.settings, self._wall_clock(), holder=""),
-        }
-        self._leases.replace(body)
 
     # -- the loop ----------------------------------------------------------------------------------
     def _tell(self) -> None:
