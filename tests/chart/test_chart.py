@@ -156,3 +156,36 @@ def test_chart_installs_under_restricted_pod_security_and_its_rbac_suffices(
         operator.wait(timeout=30)
         cluster.kubectl("delete", "namespace", workloads, "--wait=false", check=False)
     wait_until("the operator to exit", lambda: operator.poll() is not None)
+
+
+def test_chart_defaults_run_a_leader_and_a_standby_that_a_drain_cannot_both_take(cluster: Cluster) -> None:
+    rendered = subprocess.run(
+        [str(require_binary("helm")), "template", "md", str(CHART), "-n", "ops"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(rendered) if o}
+    deployment = objects[("Deployment", "md-operator")]["spec"]
+    assert deployment["replicas"] == 2
+    assert deployment["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    pod = deployment["template"]["spec"]
+    anti_affinity = pod["affinity"]["podAntiAffinity"]
+    assert (
+        "requiredDuringSchedulingIgnoredDuringExecution" not in anti_affinity
+    )  # soft: two pods fit one node
+    assert anti_affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"][
+        "topologyKey"
+    ] == ("kubernetes.io/hostname")
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["MODELDEPLOY_LEASE_NAME"]["value"] == "md-operator"
+    assert pod["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert objects[("PodDisruptionBudget", "md-operator")]["spec"]["maxUnavailable"] == 1
+    rules = objects[("Role", "md-operator-leader-election")]["rules"]
+    assert rules == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["md-operator"],
+         "verbs": ["get", "update", "patch"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]  # fmt: skip
