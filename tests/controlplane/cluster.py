@@ -341,10 +341,16 @@ def stop(directory: Path, *, keep_logs: bool = False) -> None:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
-def _terminate(pid: int, name: str) -> None:
-    if pid_alive(pid) and _pid_is_ours(pid, name):
-        os.kill(pid, signal.SIGTERM)
-        wait_for(f"{name} to exit", lambda: not pid_alive(pid), timeout=30, interval=0.05)
+def _terminate(pid: int, name: str, grace: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if not (pid_alive(pid) and _pid_is_ours(pid, name)):
+        return
+    os.kill(pid, signal.SIGTERM)
+    try:
+        wait_for(f"{name} to exit", lambda: not pid_alive(pid), timeout=grace, interval=0.05)
+    except ClusterError:
+        os.kill(pid, signal.SIGKILL)
+        wait_for(f"{name} to be killed", lambda: not pid_alive(pid), timeout=10, interval=0.05)
 
 
 def restart(directory: Path, name: str, downtime: float = 0.0) -> float:

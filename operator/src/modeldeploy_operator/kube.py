@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
+import urllib3
 from kubernetes import client, config
 
 from modeldeploy_operator.constants import FIELD_MANAGER
@@ -26,6 +27,14 @@ class KubeError(RuntimeError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
+
+
+class KubeUnreachableError(KubeError):
+    """No answer: the connection was refused, reset or timed out (``status`` 0)."""
+
+    def __init__(self, message: str) -> None:
+        RuntimeError.__init__(self, f"API server unreachable: {message}")
+        self.status = 0
 
 
 class NotLeadingError(RuntimeError):
@@ -121,9 +130,12 @@ class Kube:
         _, url, headers, _, _ = self._api.param_serialize(
             method, url_path, header_params=headers, auth_settings=["BearerToken"]
         )
-        response = self._api.call_api(
-            method, url, header_params=headers, body=body, _request_timeout=self._request_timeout
-        )
+        try:
+            response = self._api.call_api(
+                method, url, header_params=headers, body=body, _request_timeout=self._request_timeout
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise KubeUnreachableError(str(error)) from error
         data = response.read()  # type: ignore[no-untyped-call]
         if response.status >= 400:
             try:

@@ -234,8 +234,8 @@ class LeaderElector:
                     await asyncio.wait({attempt}, timeout=self._time_left_or(self.settings.retry_period))
                     self._tell()
                 attempt.result()
-            except (KubeError, OSError) as error:
-                logger.warning("lease %s: %s", self.settings.name, error)
+            except Exception as error:  # any failure is a failed look: the election must go on
+                logger.warning("lease %s: %s: %s", self.settings.name, type(error).__name__, error)
             self._tell()
             await self._sleep_watching_deadline(self.next_look_in())
 
