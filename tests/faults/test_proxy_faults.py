@@ -46,7 +46,7 @@ def _rolled_out(cluster: FaultCluster, namespace: str, generation: int) -> bool:
 
 
 def test_a_silent_watch_is_abandoned_and_resumed(
-    cluster: FaultCluster, namespace: str, operators: Operators, proxy: APIProxy
+    cluster: FaultCluster, namespace: str, proxy: APIProxy, operators: Operators
 ) -> None:
     _serve_iris_through(
         proxy,
@@ -71,7 +71,7 @@ FAILURES = {"429-retry-after-1s": (429, 1), "503": (503, None)}  # (status, Retr
 
 @pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
 def test_throttling_and_server_errors_back_off(
-    cluster: FaultCluster, namespace: str, operators: Operators, proxy: APIProxy,
+    cluster: FaultCluster, namespace: str, proxy: APIProxy, operators: Operators,
     failure: tuple[int, int | None],
 ) -> None:  # fmt: skip
     status, retry_after = failure
@@ -98,7 +98,7 @@ def test_throttling_and_server_errors_back_off(
 
 
 def test_a_child_deleted_while_a_relist_is_in_flight_is_repaired_in_seconds(
-    cluster: FaultCluster, namespace: str, operators: Operators, proxy: APIProxy
+    cluster: FaultCluster, namespace: str, proxy: APIProxy, operators: Operators
 ) -> None:
     _serve_iris_through(
         proxy, cluster, namespace, operators, MODELDEPLOY_RESYNC_SECONDS=str(RELIST_RESYNC_SECONDS)
