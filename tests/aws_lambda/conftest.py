@@ -16,10 +16,10 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from modeldeploy_runtime import aws_lambda
 from modeldeploy_runtime.apikeys import mint_key, render_keys_file
+from modeldeploy_runtime.aws_lambda import function
 from modeldeploy_runtime.cli import main
-from modeldeploy_runtime.packaging import package
+from modeldeploy_runtime.packaging.build import package
 
 MODEL_NAME = "iris"
 MODEL_VERSION = "1.0.0"
@@ -86,6 +86,6 @@ def lambda_env(bundle: Bundle, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bund
 
 def reset_container() -> None:
     """Forget the loaded model, as a new Lambda container would start without one."""
-    if aws_lambda._runtime is not None:
-        aws_lambda._runtime.close()
-    aws_lambda._runtime = None
+    if function._runtime is not None:
+        function._runtime.close()
+    function._runtime = None

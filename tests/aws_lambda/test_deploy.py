@@ -17,10 +17,10 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
+from modeldeploy_runtime.aws_lambda.bundle import HANDLER
+from modeldeploy_runtime.aws_lambda.deploy import TAG_MODEL_NAME, TAG_MODEL_VERSION
 from modeldeploy_runtime.cli import main
-from modeldeploy_runtime.lambda_bundle import HANDLER
-from modeldeploy_runtime.lambda_deploy import TAG_MODEL_NAME, TAG_MODEL_VERSION
-from modeldeploy_runtime.packaging import package
+from modeldeploy_runtime.packaging.build import package
 from tests.aws_lambda.conftest import MODEL_NAME, MODEL_VERSION, Bundle, build_zip
 from tests.loopback_moto import moto_server
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from modeldeploy_runtime import aws_lambda, server
 from modeldeploy_runtime.apikeys import mint_key, render_keys_file
+from modeldeploy_runtime.aws_lambda import function
+from modeldeploy_runtime.serving import factory
 from tests.aws_lambda.conftest import MAX_BODY_BYTES, MODEL_NAME, MODEL_VERSION, Bundle
 from tests.aws_lambda.lambda_events import FUNCTION_URL, HTTP_API, KINDS, REST_API, make_event
 from tests.runtime.conftest import IRIS_ROW, RuntimeProcess, launch_runtime
@@ -107,7 +108,7 @@ def _headers(case: Case, bundle: Bundle) -> dict[str, str]:
 
 
 def _invoke(event: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = aws_lambda.handler(event, None)
+    result: dict[str, Any] = function.handler(event, None)
     return result
 
 
@@ -211,18 +212,18 @@ def test_event_that_is_not_http_gets_400_without_loading_the_model(lambda_env: B
     result = _invoke({"Records": [{"eventSource": "aws:sqs"}]})
     assert result["statusCode"] == 400
     assert "not an API Gateway or function URL event" in json.loads(result["body"])["error"]
-    assert aws_lambda._runtime is None
+    assert function._runtime is None
 
 
 def test_model_is_loaded_once_per_container(lambda_env: Bundle, monkeypatch: pytest.MonkeyPatch) -> None:
     loads: list[str] = []
-    real_load = server.load_configured_model
+    real_load = factory.load_configured_model
 
     def counting_load(settings: Any) -> Any:
         loads.append(settings.model_uri)
         return real_load(settings)
 
-    monkeypatch.setattr(aws_lambda, "load_configured_model", counting_load)
+    monkeypatch.setattr(function, "load_configured_model", counting_load)
     headers = {"X-API-Key": lambda_env.api_key}
     for kind in KINDS * 3:
         event = make_event(
@@ -265,8 +266,8 @@ def test_model_uri_relative_to_the_bundle(lambda_env: Bundle, monkeypatch: pytes
     assert result["statusCode"] == 200, result["body"]
     metadata = json.loads(result["body"])
     assert (metadata["name"], metadata["versions"]) == (MODEL_NAME, [MODEL_VERSION])  # still from the bundle
-    assert aws_lambda._runtime is not None
-    assert aws_lambda._runtime.dataplane.model.path == lambda_env.root / "model" / "model.joblib"
+    assert function._runtime is not None
+    assert function._runtime.model.path == lambda_env.root / "model" / "model.joblib"
 
 
 def test_unservable_model_answers_503_in_one_line_and_recovers(

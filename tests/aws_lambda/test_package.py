@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from modeldeploy_runtime.aws_lambda.bundle import CONFIG_NAME, HANDLER
 from modeldeploy_runtime.cli import main
-from modeldeploy_runtime.lambda_bundle import CONFIG_NAME, HANDLER
 from tests.aws_lambda.conftest import MODEL_NAME, MODEL_VERSION, Bundle, build_zip
 from tests.aws_lambda.lambda_events import FUNCTION_URL, REST_API, make_event
 from tests.runtime.conftest import IRIS_ROW, runtime_env

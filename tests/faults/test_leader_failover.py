@@ -11,10 +11,10 @@ import time
 from collections import Counter
 from typing import Any
 
-from bench.operator_scale import api_requests, operator_writes
 from modeldeploy_runtime.apikeys import KeyVerifier, parse_keys_file
 from tests.faults.conftest import FaultCluster, Operators
 from tests.operator.factories import manifest
+from tests.operator.helpers import api_server_writes
 from tests.polling import wait_until
 
 COUNT = 100
@@ -71,7 +71,7 @@ def test_leader_killed_mid_burst(cluster: FaultCluster, namespace: str, operator
     leader = operators.start()
     wait_until("operator-0 to lead", lambda: leader.metric("modeldeploy_operator_leader") == 1.0)
     standby = operators.start()
-    before = api_requests(cluster.kubeconfig)
+    before = api_server_writes(cluster)
 
     burst = [manifest(f"md-{i:03d}") for i in range(COUNT)]
     for body in burst:
@@ -100,7 +100,7 @@ def test_leader_killed_mid_burst(cluster: FaultCluster, namespace: str, operator
     )
     all_ready = time.monotonic() - killed
     time.sleep(3)  # writes that trail Ready (there should be none) are counted too
-    writes = operator_writes(api_requests(cluster.kubeconfig) - before)
+    writes = api_server_writes(cluster) - before
     writes.pop("APPLY modeldeployments", None)  # this test creating the ModelDeployments
     per_md = sum(writes.values()) / COUNT
     print(f"all Ready {all_ready:.1f}s after the kill; writes per ModelDeployment {per_md:.2f} "

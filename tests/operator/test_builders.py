@@ -165,8 +165,12 @@ def test_children_are_labelled_owned_and_hashed() -> None:
         assert labels["app.kubernetes.io/instance"] == "iris"
         assert labels["app.kubernetes.io/managed-by"] == "modeldeploy-operator"
         assert labels["modeldeploy.io/model-deployment"] == "iris"
-        assert {"app.kubernetes.io/name", "app.kubernetes.io/version", "app.kubernetes.io/component",
-                "app.kubernetes.io/part-of"} <= set(labels)  # fmt: skip
+        assert {
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/version",
+            "app.kubernetes.io/component",
+            "app.kubernetes.io/part-of",
+        } <= set(labels)
         owner = child["metadata"]["ownerReferences"][0]
         assert (owner["kind"], owner["name"], owner["controller"]) == ("ModelDeployment", "iris", True)
         assert len(child["metadata"]["annotations"][ANNOTATION_DESIRED_HASH]) == 16

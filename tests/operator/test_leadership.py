@@ -9,7 +9,7 @@ import dataclasses
 import json
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from modeldeploy_operator.resources import Resource
 from tests.conftest import Cluster
 from tests.operator.conftest import OperatorProcess, StartOperator
 from tests.operator.factories import manifest
-from tests.operator.helpers import condition, get, wait_ready, wait_status
+from tests.operator.helpers import condition, get, holds_for, wait_ready, wait_status
 from tests.polling import wait_until
 
 LEASE_NAME = "modeldeploy-operator"
@@ -45,14 +45,6 @@ def leading(operator: OperatorProcess) -> bool:
     return operator.metric("modeldeploy_operator_leader") == 1.0
 
 
-def assert_stays(what: str, probe: Callable[[], bool], seconds: float) -> None:
-    """``probe`` holds at every look for ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert probe(), f"{what} stopped holding"
-        time.sleep(0.2)
-
-
 def start_pair_serving_iris(
     start_operator: StartOperator, crd: Cluster, namespace: str
 ) -> tuple[OperatorProcess, OperatorProcess]:
@@ -73,7 +65,7 @@ def test_one_replica_leads_the_standby_writes_nothing_and_both_are_ready(
     leader, standby = start_pair_serving_iris(start_operator, crd, namespace)
 
     # Longer than two lease durations: the standby never takes a renewed Lease.
-    assert_stays("operator-a's lead", lambda: holder(crd, namespace) == "operator-a", 2 * LEASE_DURATION + 1)
+    holds_for("operator-a's lead", lambda: holder(crd, namespace) == "operator-a", 2 * LEASE_DURATION + 1)
     assert (leading(leader), leading(standby)) == (True, False)
     assert leader.metric("modeldeploy_operator_api_writes_total") >= 4
     assert standby.metric("modeldeploy_operator_api_writes_total") == 0
@@ -143,7 +135,10 @@ def test_lease_timing_defaults_and_the_rule_between_them() -> None:
     assert LeaseSettings.from_config(watching_two).namespace == "ml"  # outside a pod
     with pytest.raises(ConfigError, match="MODELDEPLOY_RENEW_DEADLINE_SECONDS=13 must be less than"):
         config_from_env({"MODELDEPLOY_RENEW_DEADLINE_SECONDS": "13"})
-    assert config_from_env({}).identity != config_from_env({}).identity  # two processes, one host
+    outside_a_pod = config_from_env({})
+    assert (
+        LeaseSettings.from_config(outside_a_pod).identity != LeaseSettings.from_config(outside_a_pod).identity
+    )
 
 
 def test_lease_spec_counts_hand_overs_and_release_empties_the_holder() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -31,10 +31,9 @@ from modeldeploy_operator.resources import (
 from modeldeploy_operator.status import condition_of
 from modeldeploy_operator.store import Store
 from modeldeploy_runtime.apikeys import KeyVerifier, parse_keys_file
-from tests.operator.factories import md_body
+from tests.operator.factories import NOW, crash_looping_pod, md_body
 from tests.operator.memory_kube import MemoryKube, Write
 
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 CONFIG = OperatorConfig(
     runtime_image="registry.example/model-runtime:test",
     status_debounce_seconds=2.0,
@@ -100,10 +99,19 @@ class World:
         """The Deployment controller finished the rollout of the current template."""
         deployment = self.kube.stored(DEPLOYMENT, "ml", "iris")
         assert deployment is not None
-        self.someone_edits(DEPLOYMENT, "iris", {"status": {
-            "observedGeneration": deployment["metadata"]["generation"], "replicas": replicas,
-            "readyReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas,
-        }})  # fmt: skip
+        self.someone_edits(
+            DEPLOYMENT,
+            "iris",
+            {
+                "status": {
+                    "observedGeneration": deployment["metadata"]["generation"],
+                    "replicas": replicas,
+                    "readyReplicas": replicas,
+                    "updatedReplicas": replicas,
+                    "availableReplicas": replicas,
+                }
+            },
+        )
 
 
 def world(*, served: tuple[Resource, ...] = (), config: OperatorConfig = CONFIG, **spec: Any) -> World:
@@ -274,10 +282,7 @@ def test_a_crash_looping_pod_makes_it_degraded_with_one_warning() -> None:
         DEPLOYMENT, "iris", {"status": {"observedGeneration": deployment["metadata"]["generation"]}}
     )
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
-    w.kube.seed({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "iris-1", "namespace": "ml", "labels": pod_labels},
-                 "status": {"containerStatuses": [{"name": "runtime", "ready": False, "restartCount": 3,
-                            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                            "lastState": {"terminated": {"exitCode": 1, "message": "model failed to load"}}}]}})  # fmt: skip
+    w.kube.seed(crash_looping_pod(labels=pod_labels))
     w.reconcile()
     w.reconcile()
     degraded = condition_of(w.status(), "Degraded") or {}

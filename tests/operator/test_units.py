@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import kopf
 import pytest
@@ -15,14 +15,14 @@ from modeldeploy_operator.constants import OWNED_SELECTOR
 from modeldeploy_operator.drift import contains, quantity_value
 from modeldeploy_operator.handlers import OWNED, QUEUEING_IDLE_TIMEOUT_SECONDS, configure_settings
 from modeldeploy_operator.keyring import KeyPlan, plan_keys
+from modeldeploy_operator.metrics import OperatorMetrics
 from modeldeploy_operator.model import InvalidModelURIError, Scheme, parse_model_uri
 from modeldeploy_operator.resources import CHILDREN, MODEL_DEPLOYMENT, SECRET, SERVICE, WATCHED, Role
 from modeldeploy_operator.store import Store
 from modeldeploy_operator.workqueue import WorkQueue
 from modeldeploy_runtime.apikeys import HashedKey, KeyVerifier, mint_key
-from tests.operator.factories import md
+from tests.operator.factories import NOW, md
 
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GRACE = timedelta(seconds=300)
 
 
@@ -127,8 +127,18 @@ def test_removing_a_client_revokes_its_keys_at_once() -> None:
 # -- drift ------------------------------------------------------------------------------------------
 def test_contains_ignores_server_defaults_but_not_changed_or_missing_fields() -> None:
     desired = {"spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80}]}]}}
-    observed = {"spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80, "protocol": "TCP"}],
-                                         "imagePullPolicy": "Always"}], "dnsPolicy": "ClusterFirst"}}  # fmt: skip
+    observed = {
+        "spec": {
+            "containers": [
+                {
+                    "name": "a",
+                    "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                    "imagePullPolicy": "Always",
+                }
+            ],
+            "dnsPolicy": "ClusterFirst",
+        }
+    }
     assert contains(observed, desired)
     assert not contains({"spec": {"containers": []}}, desired)
     assert not contains({"spec": {"containers": [{"name": "b", "ports": [{"containerPort": 80}]}]}}, desired)
@@ -268,3 +278,25 @@ def test_store_does_not_bring_back_an_object_deleted_while_a_list_was_in_flight(
     assert store.put(SERVICE, _obj("iris", "16"))  # created again: newer than the deletion
     store.replace(SERVICE, ["ml"], [_obj("iris", "16")], list_version=20)
     assert store.get(SERVICE, "ml", "iris")["metadata"]["resourceVersion"] == "16"  # type: ignore[index]
+
+
+def test_an_empty_environment_gives_the_defaults_of_the_settings() -> None:
+    assert config_from_env({}) == OperatorConfig(all_namespaces=True)
+
+
+def test_the_ready_gauge_follows_each_cached_model_deployments_ready_condition() -> None:
+    metrics = OperatorMetrics()
+    ready = {
+        "metadata": {"namespace": "ml", "name": "a"},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    not_ready = {
+        "metadata": {"namespace": "ml", "name": "b"},
+        "status": {"conditions": [{"type": "Ready", "status": "False"}]},
+    }
+    metrics.watch_readiness(lambda: [ready, not_ready, {"metadata": {"namespace": "ml", "name": "c"}}])
+    gauge = "modeldeploy_operator_modeldeployment_ready"
+    samples = {
+        name: metrics.registry.get_sample_value(gauge, {"namespace": "ml", "name": name}) for name in "abc"
+    }
+    assert samples == {"a": 1.0, "b": 0.0, "c": 0.0}

@@ -27,10 +27,10 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from werkzeug.serving import make_server
 
-from modeldeploy_runtime.packaging import package
+from modeldeploy_runtime.packaging.build import package
 
 REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "modeldeploy_runtime.registry_cli"]
+CLI = [sys.executable, "-m", "modeldeploy_runtime.packaging.cli"]
 S3_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -97,7 +97,7 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_cli(*arguments: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> CliResult:
-    """``python -m modeldeploy_runtime.registry_cli ARGUMENTS`` as a real process."""
+    """``python -m modeldeploy_runtime.packaging.cli ARGUMENTS`` as a real process."""
     completed = subprocess.run(
         [*CLI, *arguments],
         capture_output=True,

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from modeldeploy_runtime.package_layout import read_package
-from modeldeploy_runtime.registry import register
-from modeldeploy_runtime.registry_store import open_store
+from modeldeploy_runtime.packaging.registry import register
+from modeldeploy_runtime.packaging.registry_store import open_store
 
 
 def main(arguments: list[str]) -> int:

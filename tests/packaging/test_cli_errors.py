@@ -1,6 +1,6 @@
 """Bad input to ``package`` and ``registry`` ends with one line on stderr and exit 1, never a traceback.
 
-Each case runs the command line as a real process (``python -m modeldeploy_runtime.registry_cli``).
+Each case runs the command line as a real process (``python -m modeldeploy_runtime.packaging.cli``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from modeldeploy_runtime.package_layout import read_package
-from modeldeploy_runtime.registry import register
-from modeldeploy_runtime.registry_store import open_store
+from modeldeploy_runtime.packaging.registry import register
+from modeldeploy_runtime.packaging.registry_store import open_store
 from tests.packaging.conftest import CliResult, MakePackages, S3Registry, run_cli
 
 

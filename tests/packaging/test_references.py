@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modeldeploy_runtime.registry import (
+from modeldeploy_runtime.packaging.cli import spec_model_yaml
+from modeldeploy_runtime.packaging.registry import (
     Reference,
     RegisteredVersion,
     RegistryError,
@@ -16,8 +17,7 @@ from modeldeploy_runtime.registry import (
     read_index,
     resolve_reference,
 )
-from modeldeploy_runtime.registry_cli import spec_model_yaml
-from modeldeploy_runtime.registry_store import LocalStore, S3Store, StoreError, open_store
+from modeldeploy_runtime.packaging.registry_store import LocalStore, S3Store, StoreError, open_store
 
 
 @pytest.mark.parametrize(

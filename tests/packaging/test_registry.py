@@ -17,12 +17,11 @@ import pytest
 import yaml
 from sklearn.linear_model import LogisticRegression
 
-from modeldeploy_runtime import registry_cli
 from modeldeploy_runtime.fetch import FetchError, fetch_artifact
-from modeldeploy_runtime.model import load_model
 from modeldeploy_runtime.package_layout import read_package
-from modeldeploy_runtime.packaging import package
-from modeldeploy_runtime.registry import (
+from modeldeploy_runtime.packaging import cli as registry_cli
+from modeldeploy_runtime.packaging.build import package
+from modeldeploy_runtime.packaging.registry import (
     Reference,
     RegistryError,
     VersionExistsError,
@@ -33,7 +32,8 @@ from modeldeploy_runtime.registry import (
     resolve_reference,
     verify,
 )
-from modeldeploy_runtime.registry_store import ObjectExistsError, RegistryStore, open_store
+from modeldeploy_runtime.packaging.registry_store import ObjectExistsError, RegistryStore, open_store
+from modeldeploy_runtime.serving.model import load_model
 from tests.packaging.conftest import REPO, MakePackages, S3Registry, cli_env
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +36,7 @@ class OperatorConfig:
     leader_election: bool = True  # False: lead at once, with no Lease (a single replica)
     lease_name: str = DEFAULT_LEASE_NAME
     lease_namespace: str | None = None  # None: the first watched namespace, else "default"
-    identity: str = "modeldeploy-operator"  # this replica's name in the Lease (the pod's name)
+    identity: str = ""  # this replica's name in the Lease: the pod's name ("": host name + random)
     lease_duration_seconds: float = 15.0  # a standby takes over this long after the last renewal it saw
     renew_deadline_seconds: float = 10.0  # the leader stops writing when it could not renew for this long
     retry_period_seconds: float = 2.0  # how often the leader renews and a standby looks at the Lease
@@ -91,16 +89,10 @@ def _lease_namespace(env: Mapping[str, str]) -> str | None:
         return None
 
 
-def _identity(env: Mapping[str, str]) -> str:
-    """The pod's name (``POD_NAME`` from the downward API); outside a pod the host name plus a
-    random suffix, so two processes on one machine never share an identity."""
-    return env.get("POD_NAME") or f"{socket.gethostname()}_{secrets.token_hex(4)}"
-
-
-def _lease_timing(env: Mapping[str, str]) -> tuple[float, float, float]:
-    duration = _float(env, "MODELDEPLOY_LEASE_DURATION_SECONDS", 15.0, 1.0)
-    renew_deadline = _float(env, "MODELDEPLOY_RENEW_DEADLINE_SECONDS", 10.0, 0.5)
-    retry_period = _float(env, "MODELDEPLOY_RETRY_PERIOD_SECONDS", 2.0, 0.1)
+def _lease_timing(env: Mapping[str, str], defaults: OperatorConfig) -> tuple[float, float, float]:
+    duration = _float(env, "MODELDEPLOY_LEASE_DURATION_SECONDS", defaults.lease_duration_seconds, 1.0)
+    renew_deadline = _float(env, "MODELDEPLOY_RENEW_DEADLINE_SECONDS", defaults.renew_deadline_seconds, 0.5)
+    retry_period = _float(env, "MODELDEPLOY_RETRY_PERIOD_SECONDS", defaults.retry_period_seconds, 0.1)
     # A standby may take over up to one retry period early (leadership.py explains why), so the
     # leader must have stopped writing by then: renew deadline < lease duration - retry period.
     if renew_deadline >= duration - retry_period:
@@ -123,25 +115,34 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
     log_format = env.get("MODELDEPLOY_LOG_FORMAT", "plain")
     if log_format not in ("plain", "json"):
         raise ConfigError(f"MODELDEPLOY_LOG_FORMAT={log_format!r} must be 'plain' or 'json'")
-    lease_duration, renew_deadline, retry_period = _lease_timing(env)
+    defaults = OperatorConfig()
+    lease_duration, renew_deadline, retry_period = _lease_timing(env, defaults)
     return OperatorConfig(
-        runtime_image=env.get("MODELDEPLOY_RUNTIME_IMAGE") or DEFAULT_RUNTIME_IMAGE,
+        runtime_image=env.get("MODELDEPLOY_RUNTIME_IMAGE") or defaults.runtime_image,
         namespaces=namespaces,
         all_namespaces=not namespaces,
-        metrics_port=_int(env, "MODELDEPLOY_METRICS_PORT", 8000),
+        metrics_port=_int(env, "MODELDEPLOY_METRICS_PORT", defaults.metrics_port),
         log_format=log_format,
-        key_rotation_grace_seconds=_int(env, "MODELDEPLOY_KEY_ROTATION_GRACE_SECONDS", 300),
-        resync_seconds=_float(env, "MODELDEPLOY_RESYNC_SECONDS", 300.0, 1.0),
-        workers=_int(env, "MODELDEPLOY_WORKERS", 8, 1),
-        coalesce_seconds=_float(env, "MODELDEPLOY_COALESCE_SECONDS", 0.3, 0.0),
-        status_debounce_seconds=_float(env, "MODELDEPLOY_STATUS_DEBOUNCE_SECONDS", 2.0, 0.0),
-        pod_recheck_seconds=_float(env, "MODELDEPLOY_POD_RECHECK_SECONDS", 5.0, 0.1),
-        monitoring_api_cache_seconds=_float(env, "MODELDEPLOY_MONITORING_API_CACHE_SECONDS", 10.0, 0.0),
-        watch_server_timeout_seconds=_int(env, "MODELDEPLOY_WATCH_SERVER_TIMEOUT_SECONDS", 270, 1),
-        leader_election=_bool(env, "MODELDEPLOY_LEADER_ELECTION", True),
-        lease_name=env.get("MODELDEPLOY_LEASE_NAME") or DEFAULT_LEASE_NAME,
+        key_rotation_grace_seconds=_int(
+            env, "MODELDEPLOY_KEY_ROTATION_GRACE_SECONDS", defaults.key_rotation_grace_seconds
+        ),
+        resync_seconds=_float(env, "MODELDEPLOY_RESYNC_SECONDS", defaults.resync_seconds, 1.0),
+        workers=_int(env, "MODELDEPLOY_WORKERS", defaults.workers, 1),
+        coalesce_seconds=_float(env, "MODELDEPLOY_COALESCE_SECONDS", defaults.coalesce_seconds, 0.0),
+        status_debounce_seconds=_float(
+            env, "MODELDEPLOY_STATUS_DEBOUNCE_SECONDS", defaults.status_debounce_seconds, 0.0
+        ),
+        pod_recheck_seconds=_float(env, "MODELDEPLOY_POD_RECHECK_SECONDS", defaults.pod_recheck_seconds, 0.1),
+        monitoring_api_cache_seconds=_float(
+            env, "MODELDEPLOY_MONITORING_API_CACHE_SECONDS", defaults.monitoring_api_cache_seconds, 0.0
+        ),
+        watch_server_timeout_seconds=_int(
+            env, "MODELDEPLOY_WATCH_SERVER_TIMEOUT_SECONDS", defaults.watch_server_timeout_seconds, 1
+        ),
+        leader_election=_bool(env, "MODELDEPLOY_LEADER_ELECTION", defaults.leader_election),
+        lease_name=env.get("MODELDEPLOY_LEASE_NAME") or defaults.lease_name,
         lease_namespace=_lease_namespace(env),
-        identity=_identity(env),
+        identity=env.get("POD_NAME", ""),
         lease_duration_seconds=lease_duration,
         renew_deadline_seconds=renew_deadline,
         retry_period_seconds=retry_period,

@@ -42,6 +42,7 @@ class Controller:
         kube: KubeAPI | None = None,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        backoff: Callable[[int], float] = retry_delay,
         may_write: WriteGate | None = None,
     ) -> None:
         self.config = config
@@ -49,7 +50,7 @@ class Controller:
         self.kube = kube or Kube(
             load_api_client(config.workers + 2), record_write=metrics.record_write, may_write=may_write
         )
-        self.clock = clock
+        self.clock, self.backoff = clock, backoff
         self.store = Store()
         metrics.watch_readiness(lambda: self.store.all(MODEL_DEPLOYMENT))
         self.apis = APIAvailability(self.kube, config.monitoring_api_cache_seconds)
@@ -177,7 +178,7 @@ class Controller:
         if self.queue is None:
             return
         failures = self._failures[key] = self._failures.get(key, 0) + 1
-        delay = retry_delay(failures)
+        delay = self.backoff(failures)
         message = f"{type(error).__name__}: {error}"
         logger.error(
             "%s/%s: reconcile failed (attempt %d, retrying in %.1fs): %s", *key, failures, delay, message

@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
 
 import urllib3
-from kubernetes import client, config
 
 from modeldeploy_operator.constants import FIELD_MANAGER
 from modeldeploy_operator.resources import Resource, resource_of
+
+if TYPE_CHECKING:
+    from kubernetes import client
 
 WriteRecorder = Callable[[str, str], None]  # (verb, kind)
 WriteGate = Callable[[], bool]  # whether writes may go out now (this replica leads)
@@ -84,6 +86,10 @@ def _path(
 
 def load_api_client(pool_size: int, kubeconfig: str | None = None) -> client.ApiClient:
     """``kubeconfig`` when given; else in-cluster config in a pod, else ``KUBECONFIG`` or ~/.kube/config."""
+    # Imported here: the client takes a second to import, and only a running operator needs it
+    # (the controller's and the reconcile's unit tests use an in-memory KubeAPI).
+    from kubernetes import client, config  # noqa: PLC0415
+
     configuration = client.Configuration()
     if kubeconfig is not None:
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]

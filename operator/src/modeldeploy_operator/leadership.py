@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -61,11 +63,16 @@ class LeaseSettings:
         return cls(
             name=config.lease_name,
             namespace=config.lease_namespace or (config.namespaces[0] if config.namespaces else "default"),
-            identity=config.identity,
+            identity=config.identity or _host_identity(),
             duration=config.lease_duration_seconds,
             renew_deadline=config.renew_deadline_seconds,
             retry_period=config.retry_period_seconds,
         )
+
+
+def _host_identity() -> str:
+    """Outside a pod: the host name plus a random suffix, so two processes never share one."""
+    return f"{socket.gethostname()}_{secrets.token_hex(4)}"
 
 
 def format_micro_time(moment: datetime) -> str:

@@ -7,7 +7,7 @@ Layout under the registry root (a directory, a PVC mount or ``s3://bucket/prefix
     <name>/<version>/model.<format>.metadata.json
 
 Registering uploads the artifact and its metadata with create-only writes, then adds the version
-to the index with an atomic read-modify-write (see :mod:`modeldeploy_runtime.registry_store`),
+to the index with an atomic read-modify-write (see :mod:`modeldeploy_runtime.packaging.registry_store`),
 so concurrent registrations of different versions all land and a version is never replaced.
 The index stores paths relative to the model's folder, so a copied registry keeps working.
 
@@ -17,13 +17,13 @@ A reference is ``NAME@VERSION`` or ``NAME@ALIAS``; an alias can never share a ve
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from modeldeploy_runtime.files import sha256_bytes
 from modeldeploy_runtime.package_layout import (
     METADATA_SUFFIX,
     Package,
@@ -31,7 +31,7 @@ from modeldeploy_runtime.package_layout import (
     check_identifier,
     utc_now,
 )
-from modeldeploy_runtime.registry_store import (
+from modeldeploy_runtime.packaging.registry_store import (
     ObjectExistsError,
     ObjectNotFoundError,
     RegistryStore,
@@ -243,7 +243,7 @@ def register(store: RegistryStore, package: Package) -> RegisteredVersion:
             store,
             f"{name}/{artifact}{METADATA_SUFFIX}",
             package.metadata_path,
-            hashlib.sha256(metadata_bytes).hexdigest(),
+            sha256_bytes(metadata_bytes),
         )
     except StoreError as error:
         raise RegistryError(str(error)) from None

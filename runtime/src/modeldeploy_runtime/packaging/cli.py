@@ -4,7 +4,7 @@ User errors end with one line on stderr (``modeldeploy-runtime: error: ...``) an
 flags exit 2 (argparse). Heavy libraries (scikit-learn, boto3) are imported only when a command
 runs, so building the parser stays cheap.
 
-Runnable on its own as ``python -m modeldeploy_runtime.registry_cli ...``.
+Runnable on its own as ``python -m modeldeploy_runtime.packaging.cli ...``.
 """
 
 from __future__ import annotations
@@ -17,17 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modeldeploy_runtime.errors import PROG, report_error
 from modeldeploy_runtime.package_layout import PackagingError, check_format, check_identifier, read_package
 
 if TYPE_CHECKING:
-    from modeldeploy_runtime.registry import RegisteredVersion
-    from modeldeploy_runtime.registry_store import RegistryStore
+    from modeldeploy_runtime.packaging.registry import RegisteredVersion
+    from modeldeploy_runtime.packaging.registry_store import RegistryStore
 
-PROG = "modeldeploy-runtime"
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 REGISTRY_ENV = "MODELDEPLOY_REGISTRY"
-COMMANDS = ("package", "registry")
 
 
 class CommandError(Exception):
@@ -129,12 +126,6 @@ def add_package_and_registry_commands(subparsers: argparse._SubParsersAction[Any
     _add_registry_parser(subparsers)
 
 
-def _fail(message: str) -> int:
-    one_line = " ".join(line.strip() for line in message.splitlines() if line.strip())
-    print(f"{PROG}: error: {one_line}", file=sys.stderr)
-    return EXIT_FAILED
-
-
 def _parse_meta(pairs: Sequence[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for pair in pairs:
@@ -152,8 +143,8 @@ def run_package(arguments: argparse.Namespace) -> int:
         model_format = check_format(arguments.format)
         metadata = _parse_meta(arguments.meta)
     except (PackagingError, CommandError) as error:
-        return _fail(str(error))
-    from modeldeploy_runtime.packaging import (  # noqa: PLC0415 - scikit-learn is slow to import
+        return report_error(str(error))
+    from modeldeploy_runtime.packaging.build import (  # noqa: PLC0415 - scikit-learn is slow to import
         check_estimator,
         load_estimator,
         package,
@@ -173,13 +164,13 @@ def run_package(arguments: argparse.Namespace) -> int:
             trusted_types=trusted,
         )
     except PackagingError as error:
-        return _fail(str(error))
+        return report_error(str(error))
     print(written.directory)
     return 0
 
 
 def _store(arguments: argparse.Namespace, reference_root: str | None = None) -> RegistryStore:
-    from modeldeploy_runtime.registry_store import open_store  # noqa: PLC0415 - boto3 is slow to import
+    from modeldeploy_runtime.packaging.registry_store import open_store  # noqa: PLC0415 - boto3 is slow to import
 
     if reference_root and arguments.registry and reference_root != arguments.registry:
         raise CommandError(
@@ -220,7 +211,7 @@ def _check_output(value: str, allowed: tuple[str, ...]) -> str:
 
 
 def _run_registry_command(arguments: argparse.Namespace) -> None:
-    from modeldeploy_runtime import registry  # noqa: PLC0415 - boto3 is slow to import
+    from modeldeploy_runtime.packaging import registry  # noqa: PLC0415 - boto3 is slow to import
 
     command = arguments.registry_command
     if command == "register":
@@ -267,13 +258,13 @@ def _run_registry_command(arguments: argparse.Namespace) -> None:
 
 
 def run_registry(arguments: argparse.Namespace) -> int:
-    from modeldeploy_runtime.registry import RegistryError  # noqa: PLC0415 - boto3 is slow to import
-    from modeldeploy_runtime.registry_store import StoreError  # noqa: PLC0415
+    from modeldeploy_runtime.packaging.registry import RegistryError  # noqa: PLC0415 - boto3 is slow to import
+    from modeldeploy_runtime.packaging.registry_store import StoreError  # noqa: PLC0415
 
     try:
         _run_registry_command(arguments)
     except (RegistryError, StoreError, PackagingError, CommandError) as error:
-        return _fail(str(error))
+        return report_error(str(error))
     return 0
 
 
