@@ -62,8 +62,22 @@ def plan(
     hashes: Iterable[HashedKey],
     rotate: frozenset[str] = frozenset(),
     now: datetime = NOW,
+    *,
+    delivered: frozenset[str] | None = None,  # default: every client's Secret was delivered
 ) -> KeyPlan:
-    return plan_keys(clients, plaintexts, hashes, rotate=rotate, now=now, grace=GRACE, mint=mint_key)
+    return plan_keys(
+        clients, plaintexts, hashes, rotate=rotate, now=now, grace=GRACE, mint=mint_key,
+        delivered=frozenset(clients) if delivered is None else delivered,
+    )  # fmt: skip
+
+
+def test_a_key_never_delivered_is_replaced_at_once_not_kept_for_the_grace_period() -> None:
+    """The hashes were written, then the leader died before the client Secret: nobody holds it."""
+    undelivered = plan(["billing"], {}, []).hashes
+    replanned = plan(["billing"], {"billing": None}, undelivered, delivered=frozenset())
+    assert [key.client for key in replanned.hashes] == ["billing"]
+    assert replanned.hashes[0].key_id != undelivered[0].key_id
+    assert replanned.retired == ()
 
 
 def test_first_plan_mints_one_key_per_client_and_stores_only_hashes() -> None:
