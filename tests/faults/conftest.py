@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from modeldeploy_devenv.apiproxy import APIProxy
+from modeldeploy_devenv.cluster import ClusterState, start, stop
+from modeldeploy_devenv.operator_process import OperatorProcess, start_operator
+from modeldeploy_devenv.pki import Pki, pki_paths
 from tests.conftest import Cluster
-from tests.controlplane.apiproxy import APIProxy
-from tests.controlplane.cluster import ClusterState, free_port, start, stop
-from tests.controlplane.pki import Pki, pki_paths
-from tests.operator.conftest import CRD_DIR, OperatorProcess, launch_operator
+from tests.operator.conftest import CRD_DIR
+from tests.support import free_port
 
 
 @dataclass(frozen=True)
@@ -61,13 +63,11 @@ class Operators:
 
     def start(self, *, kubeconfig: str | None = None, **env: str) -> OperatorProcess:
         number = len(self.started)
-        environment = {
-            "KUBECONFIG": kubeconfig or self.cluster.kubeconfig,
-            "POD_NAME": f"operator-{number}",
-            **env,
-        }
-        handle = launch_operator(
-            self.namespace, self.directory / f"operator-{number}.log", environment, timeout=60
+        handle = start_operator(
+            kubeconfig or self.cluster.kubeconfig,
+            self.namespace,
+            log=self.directory / f"operator-{number}.log",
+            env={"POD_NAME": f"operator-{number}", **env},
         )
         self.started.append(handle)
         return handle

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from tests.controlplane.cluster import restart
+from modeldeploy_devenv.cluster import restart
 from tests.faults.conftest import FaultCluster, Operators
 from tests.operator.factories import manifest
 from tests.operator.helpers import condition, get, wait_ready
-from tests.polling import wait_until
+from tests.support import wait_until
 
 RECONCILED_BOUND_SECONDS = 10.0
 DOWNTIME_SECONDS = 3.0

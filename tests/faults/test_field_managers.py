@@ -7,11 +7,11 @@ import os
 import subprocess
 import time
 
-from tests.controlplane.assets import require_binary
+from modeldeploy_devenv.assets import require_binary
 from tests.faults.conftest import FaultCluster, Operators
 from tests.operator.factories import manifest
 from tests.operator.helpers import get, wait_ready
-from tests.polling import wait_until
+from tests.support import wait_until
 
 TAKEN_BACK_BOUND_SECONDS = 5.0
 FOREIGN_ANNOTATION = "example.com/owner"

@@ -15,7 +15,7 @@ from modeldeploy_runtime.apikeys import KeyVerifier, parse_keys_file
 from tests.faults.conftest import FaultCluster, Operators
 from tests.operator.factories import manifest
 from tests.operator.helpers import api_server_writes
-from tests.polling import wait_until
+from tests.support import wait_until
 
 COUNT = 100
 LEASE_DURATION_SECONDS = 15.0  # the default, as in production

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from tests.controlplane.apiproxy import APIProxy
+from modeldeploy_devenv.apiproxy import APIProxy
+from modeldeploy_devenv.operator_process import OperatorProcess
 from tests.faults.conftest import FaultCluster, Operators
-from tests.operator.conftest import OperatorProcess
 from tests.operator.factories import manifest
 from tests.operator.helpers import condition, get, wait_ready
-from tests.polling import wait_until
+from tests.support import wait_until
 
 SERVER_TIMEOUT_SECONDS = 20  # MODELDEPLOY_WATCH_SERVER_TIMEOUT_SECONDS, short to keep the test short
 STALL_BOUND_SECONDS = SERVER_TIMEOUT_SECONDS + 10

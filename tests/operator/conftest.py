@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from modeldeploy_devenv.operator_process import OperatorProcess
+from modeldeploy_devenv.operator_process import start_operator as start_operator_process
 from tests.conftest import REPO_ROOT, Cluster
-from tests.controlplane.cluster import free_port
-from tests.polling import wait_until
 
 CRD_DIR = REPO_ROOT / "crds"
 SERVICE_MONITOR_CRD = Path(__file__).parent / "servicemonitor-crd.yaml"
@@ -30,74 +23,7 @@ def crd(cluster: Cluster) -> Cluster:
     return cluster
 
 
-@dataclass
-class OperatorProcess:
-    process: subprocess.Popen[bytes]
-    log: Path
-    metrics_port: int
-    health_port: int = 0  # kopf's /healthz (liveness and readiness); 0: not served
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            return str(response.read().decode())
-
-    def metric(self, name: str) -> float:
-        """The sum over all label sets of ``name`` (0 when absent)."""
-        total = 0.0
-        for line in self.metrics().splitlines():
-            if line.startswith(name + "{") or line.startswith(name + " "):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
-
-    def health(self) -> tuple[int, str]:
-        """(HTTP status, body) of /healthz."""
-        url = f"http://127.0.0.1:{self.health_port}/healthz"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return int(response.status), str(response.read().decode())
-        except urllib.error.HTTPError as error:
-            return int(error.code), str(error.read().decode())
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 StartOperator = Callable[..., OperatorProcess]
-
-
-def launch_operator(
-    namespace: str, log: Path, env: dict[str, str], *, health: bool = False, timeout: float = 30
-) -> OperatorProcess:
-    """``modeldeploy-operator --namespace <ns>`` with ``env`` on top of ours, once its metrics answer."""
-    port = free_port()
-    health_port = free_port() if health else 0
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "modeldeploy_operator.cli", "--namespace", namespace, "--metrics-port", str(port),
-             "--health-port", str(health_port)],
-            stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **env},
-        )  # fmt: skip
-    handle = OperatorProcess(process, log, port, health_port)
-
-    def up() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"the operator exited with {process.returncode}:\n{handle.logs()}")
-        try:
-            return "modeldeploy_operator_reconciles_total" in handle.metrics()
-        except OSError:
-            return False
-
-    wait_until("the operator's metrics endpoint", up, timeout=timeout)
-    return handle
 
 
 @pytest.fixture
@@ -107,22 +33,21 @@ def start_operator(crd: Cluster, namespace: str, tmp_path: Path) -> Iterator[Sta
     started: list[OperatorProcess] = []
 
     def start(*, health: bool = False, **env: str) -> OperatorProcess:
-        environment = {
-            "KUBECONFIG": crd.kubeconfig,
-            "MODELDEPLOY_RESYNC_SECONDS": "30",
-            "MODELDEPLOY_MONITORING_API_CACHE_SECONDS": "1",
-            **env,
-        }
-        handle = launch_operator(
-            namespace, tmp_path / f"operator-{len(started)}.log", environment, health=health
+        log = tmp_path / f"operator-{len(started)}.log"
+        operator = start_operator_process(
+            crd.kubeconfig,
+            namespace,
+            log=log,
+            env={"MODELDEPLOY_RESYNC_SECONDS": "30", "MODELDEPLOY_MONITORING_API_CACHE_SECONDS": "1", **env},
+            health=health,
         )
-        started.append(handle)
-        return handle
+        started.append(operator)
+        return operator
 
     yield start
-    for handle in started:
-        handle.stop()
-        print(f"--- operator log {handle.log} ---\n{handle.logs()[-4000:]}")
+    for operator in started:
+        operator.stop()
+        print(f"--- operator log {operator.log} ---\n{operator.logs()[-4000:]}")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modeldeploy_operator.resources import CHILDREN, MODEL_DEPLOYMENT
 from tests.conftest import Cluster
-from tests.polling import wait_until
+from tests.support import wait_until
 
 # What the operator writes, as the API server names it in ``apiserver_request_total``.
 OPERATOR_RESOURCES = frozenset(resource.plural for resource in (MODEL_DEPLOYMENT, *CHILDREN))

@@ -10,7 +10,7 @@ from tests.conftest import Cluster
 from tests.operator.conftest import StartOperator
 from tests.operator.factories import manifest
 from tests.operator.helpers import condition, get, secret_text, wait_status
-from tests.polling import wait_until
+from tests.support import wait_until
 
 GRACE_SECONDS = 6
 

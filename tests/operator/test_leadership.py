@@ -15,14 +15,15 @@ from typing import Any
 
 import pytest
 
+from modeldeploy_devenv.operator_process import OperatorProcess
 from modeldeploy_operator.config import ConfigError, config_from_env
 from modeldeploy_operator.leadership import LeaderElector, LeaseSettings, build_lease_spec
 from modeldeploy_operator.resources import Resource
 from tests.conftest import Cluster
-from tests.operator.conftest import OperatorProcess, StartOperator
+from tests.operator.conftest import StartOperator
 from tests.operator.factories import manifest
 from tests.operator.helpers import condition, get, holds_for, wait_ready, wait_status
-from tests.polling import wait_until
+from tests.support import wait_until
 
 LEASE_NAME = "modeldeploy-operator"
 # Short timings keep the tests quick; the fault suite runs the defaults (15/10/2 s).

@@ -7,9 +7,10 @@ import json
 import time
 from collections import Counter
 
+from modeldeploy_devenv.operator_process import OperatorProcess
 from modeldeploy_operator.config import OperatorConfig
 from tests.conftest import Cluster
-from tests.operator.conftest import OperatorProcess, StartOperator
+from tests.operator.conftest import StartOperator
 from tests.operator.factories import manifest
 from tests.operator.helpers import (
     api_server_writes,
@@ -20,7 +21,7 @@ from tests.operator.helpers import (
     wait_ready,
     wait_status,
 )
-from tests.polling import wait_until
+from tests.support import wait_until
 
 CHILD_KINDS = ("deployment", "service", "secret")
 # Clearly longer than the status debounce (a batched status write comes at most that long after a

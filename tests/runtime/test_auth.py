@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 
 from modeldeploy_runtime.apikeys import HashedKey, mint_key, render_keys_file
-from tests.runtime.conftest import IRIS_ROW, RuntimeProcess, v2_body, wait_until
+from tests.runtime.conftest import IRIS_ROW, RuntimeProcess, v2_body
+from tests.support import wait_until
 
 
 class SecretMount:
@@ -143,38 +144,36 @@ def test_key_rotation_under_load_drops_no_request(
     for thread in threads:
         thread.start()
     try:
-        wait_until(lambda: counts[0] > 50, timeout=20, what="load to start")
+        wait_until("load to start", lambda: counts[0] > 50, timeout=20)
         since = len(runtime.log())
         mount.publish([old.hashed, new.hashed])  # step 1: both keys valid
         wait_until(
+            "every worker to load both keys",
             lambda: len(_workers_reloaded(runtime, since, 2, old.plaintext)) == WORKERS,
             timeout=15,
-            what="every worker to load both keys",
         )
         probe = {"Authorization": f"Bearer {new.plaintext}"}
         wait_until(
-            lambda: all(_status(runtime, probe) == 200 for _ in range(10)),
-            timeout=15,
-            what="the new key to work",
+            "the new key to work", lambda: all(_status(runtime, probe) == 200 for _ in range(10)), timeout=15
         )
         current["key"] = new.plaintext  # step 2: clients move to the new key
         before = counts[0]
-        wait_until(lambda: counts[0] > before + 50, timeout=20, what="load on the new key")
+        wait_until("load on the new key", lambda: counts[0] > before + 50, timeout=20)
         since = len(runtime.log())
         mount.publish([new.hashed])  # step 3: the old key is revoked
         wait_until(
+            "every worker to drop the old key",
             lambda: len(_workers_reloaded(runtime, since, 1, new.plaintext)) == WORKERS,
             timeout=15,
-            what="every worker to drop the old key",
         )
         gone = {"X-API-Key": old.plaintext}
         wait_until(
+            "the old key to be refused",
             lambda: all(_status(runtime, gone) == 401 for _ in range(10)),
             timeout=15,
-            what="the old key to be refused",
         )
         before = counts[0]
-        wait_until(lambda: counts[0] > before + 50, timeout=20, what="load after revocation")
+        wait_until("load after revocation", lambda: counts[0] > before + 50, timeout=20)
     finally:
         stop.set()
         for thread in threads:

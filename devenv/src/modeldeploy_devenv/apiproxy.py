@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.controlplane.pki import Pki
+from modeldeploy_devenv.pki import Pki
 
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "host", "upgrade"}
@@ -197,7 +197,8 @@ class APIProxy:
         if failed is not None:
             self._record(request, watch, failed.status)
             return failed
-        assert self._session is not None
+        if self._session is None:
+            raise RuntimeError("start() opens the upstream session before any request")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         body = await request.read()
         async with self._session.request(
