@@ -86,16 +86,25 @@ class APIProxy:
         return self
 
     def stop(self) -> None:
+        """Close every connection, finish every handler, then stop and close the loop."""
+
         async def shutdown() -> None:
             if self._runner is not None:
                 await self._runner.cleanup()
             if self._session is not None:
                 await self._session.close()
+            others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+            await self._loop.shutdown_asyncgens()
 
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=15)
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=15)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def write_kubeconfig(self, path: Path) -> Path:
         """A kubeconfig that reaches the API server through this proxy."""
@@ -228,6 +237,18 @@ class APIProxy:
             with self._lock:
                 return self._silenced_generation != generation
 
+        try:
+            await self._relay_until_silenced(response, upstream, silenced)
+        except (aiohttp.ClientError, ConnectionError):
+            return response  # either side went away
+        # Silent: keep the client's connection open, pass nothing, until the client gives up.
+        while request.transport is not None and not request.transport.is_closing():
+            await asyncio.sleep(0.2)
+        return response
+
+    async def _relay_until_silenced(
+        self, response: web.StreamResponse, upstream: aiohttp.ClientResponse, silenced: Callable[[], bool]
+    ) -> None:
         reader = asyncio.ensure_future(self._next_line(upstream))
         while True:
             # Look at the silence flag at least every 0.2 s, not only when an event arrives.
@@ -239,14 +260,10 @@ class APIProxy:
                 continue
             line = reader.result()
             if not line:
-                return response  # the API server ended the watch
+                raise ConnectionError("the API server ended the watch")
             await response.write(line)
             self._passed_watch_event(line)
             reader = asyncio.ensure_future(self._next_line(upstream))
-        # Silent: keep the client's connection open, pass nothing, until the client gives up.
-        while request.transport is not None and not request.transport.is_closing():
-            await asyncio.sleep(0.2)
-        return response
 
     @staticmethod
     async def _next_line(upstream: aiohttp.ClientResponse) -> bytes:
