@@ -126,6 +126,11 @@ def test_chart_installs_under_restricted_pod_security_and_its_rbac_suffices(
     )  # fmt: skip
     assert refused.returncode != 0
     assert "Forbidden" in refused.stderr
+    other_lease = subprocess.run(
+        [str(require_binary("kubectl")), "--kubeconfig", str(kubeconfig), "get", "lease", "kube-scheduler", "-n", namespace],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "Forbidden" in other_lease.stderr, "the chart's Role must name its one Lease"
 
     health_port = free_port()
     operator = start_operator(
@@ -133,13 +138,18 @@ def test_chart_installs_under_restricted_pod_security_and_its_rbac_suffices(
         workloads,
         log=tmp_path / "operator.log",
         arguments=["--health-port", str(health_port)],
-    )
+        env={"POD_NAMESPACE": namespace, "POD_NAME": "operator-under-test",
+             "MODELDEPLOY_LEASE_NAME": "modeldeploy-operator"},
+    )  # fmt: skip
     try:
         cluster.apply(_model_deployment("iris"), "-n", workloads)
         wait_ready(cluster, workloads, "iris", timeout=120)
         for child in ("deployment/iris", "service/iris", "secret/iris-apikeys", "secret/iris-client-billing"):
             cluster.kubectl("get", child, "-n", workloads)
         wait_until("the operator's liveness endpoint", lambda: _healthy(health_port))
+        # The chart's Role lets it hold exactly its Lease.
+        lease = cluster.get_json("lease", "modeldeploy-operator", "-n", namespace)
+        assert lease["spec"]["holderIdentity"] == "operator-under-test"
         logs = operator.logs()
         assert "Forbidden" not in logs, logs[-3000:]
         assert " 403" not in logs, logs[-3000:]
@@ -147,3 +157,36 @@ def test_chart_installs_under_restricted_pod_security_and_its_rbac_suffices(
         exit_code = operator.stop()
         cluster.kubectl("delete", "namespace", workloads, "--wait=false", check=False)
     assert exit_code != -signal.SIGKILL, "the operator did not exit on SIGTERM"
+
+
+def test_chart_defaults_run_a_leader_and_a_standby_that_a_drain_cannot_both_take(cluster: Cluster) -> None:
+    rendered = subprocess.run(
+        [str(require_binary("helm")), "template", "md", str(CHART), "-n", "ops"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(rendered) if o}
+    deployment = objects[("Deployment", "md-operator")]["spec"]
+    assert deployment["replicas"] == 2
+    assert deployment["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    pod = deployment["template"]["spec"]
+    anti_affinity = pod["affinity"]["podAntiAffinity"]
+    assert (
+        "requiredDuringSchedulingIgnoredDuringExecution" not in anti_affinity
+    )  # soft: two pods fit one node
+    assert anti_affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"][
+        "topologyKey"
+    ] == ("kubernetes.io/hostname")
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["MODELDEPLOY_LEASE_NAME"]["value"] == "md-operator"
+    assert pod["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert objects[("PodDisruptionBudget", "md-operator")]["spec"]["maxUnavailable"] == 1
+    rules = objects[("Role", "md-operator-leader-election")]["rules"]
+    assert rules == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["md-operator"],
+         "verbs": ["get", "update", "patch"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]  # fmt: skip

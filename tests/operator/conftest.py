@@ -29,16 +29,18 @@ StartOperator = Callable[..., OperatorProcess]
 
 @pytest.fixture
 def start_operator(crd: Cluster, namespace: str, tmp_path: Path) -> Iterator[StartOperator]:
-    """Start ``modeldeploy-operator --namespace <ns>`` with extra env; stopped at teardown."""
+    """Start ``modeldeploy-operator --namespace <ns>`` with extra env (and /healthz with
+    ``health=True``); stopped at teardown."""
     started: list[OperatorProcess] = []
 
-    def start(**env: str) -> OperatorProcess:
+    def start(*, health: bool = False, **env: str) -> OperatorProcess:
         log = tmp_path / f"operator-{len(started)}.log"
         operator = start_operator_process(
             crd.kubeconfig,
             namespace,
             log=log,
             env={"MODELDEPLOY_RESYNC_SECONDS": "30", "MODELDEPLOY_MONITORING_API_CACHE_SECONDS": "1", **env},
+            health=health,
         )
         started.append(operator)
         return operator

@@ -91,3 +91,29 @@ def holds_for(what: str, check: Callable[[], bool], seconds: float, interval: fl
         if time.monotonic() >= deadline:
             return
         time.sleep(min(interval, max(deadline - time.monotonic(), 0.0)))
+
+
+def crash_loop_first_pod(cluster: Cluster, namespace: str, name: str) -> None:
+    """Make ``name``'s first pod look crash-looping (what a kubelet reports when the model fails
+    to load): kwok runs no containers, so the test writes the pod's status itself."""
+    pod = cluster.get_json("pods", "-n", namespace, "-l", f"modeldeploy.io/model-deployment={name}")["items"][
+        0
+    ]
+    crashed: dict[str, Any] = {"status": {
+        "conditions": [{"type": "Ready", "status": "False"}, {"type": "ContainersReady", "status": "False"}],
+        "containerStatuses": [{
+            "name": "runtime", "ready": False, "restartCount": 3, "image": "x", "imageID": "", "started": False,
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": "model failed to load"}},
+        }],
+    }}  # fmt: skip
+    cluster.kubectl(
+        "patch",
+        "pod",
+        pod["metadata"]["name"],
+        "-n",
+        namespace,
+        "--subresource=status",
+        "-p",
+        json.dumps(crashed),
+    )

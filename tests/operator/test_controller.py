@@ -65,9 +65,12 @@ def succeeded(ctl: Controller) -> float:
     return sample(ctl.metrics, "modeldeploy_operator_reconciles_total", result="success")
 
 
-def running(ctl: Controller, scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+def running(
+    ctl: Controller, scenario: Callable[[], Coroutine[Any, Any, None]], *, leading: bool = True
+) -> None:
     async def main() -> None:
         await ctl.start()
+        ctl.set_leading(leading)
         try:
             await scenario()
         finally:
@@ -199,3 +202,29 @@ def test_a_model_deployment_that_goes_away_is_forgotten(gone: str) -> None:
         )
     assert ctl.reconciler.reconcile("ml", "iris").writes == 0
     assert kube.writes == []
+
+
+def test_a_standby_keeps_its_cache_but_reconciles_nothing_until_it_leads() -> None:
+    kube = MemoryKube()
+    kube.seed(md_body())
+    ctl = controller(kube)
+
+    async def scenario() -> None:
+        ctl.observe(
+            MODEL_DEPLOYMENT,
+            "MODIFIED",
+            {**md_body(), "metadata": {**md_body()["metadata"], "resourceVersion": "99"}},
+        )
+        await asyncio.sleep(0.2)  # time in which a worker would have reconciled
+        assert ctl.store.keys(MODEL_DEPLOYMENT) == [("ml", "iris")]
+        assert (kube.writes, succeeded(ctl)) == ([], 0)
+        assert sample(ctl.metrics, "modeldeploy_operator_leader") == 0
+        ctl.set_leading(True)
+        await eventually("the new leader's first reconcile", lambda: succeeded(ctl) >= 1)
+        assert kube.stored(DEPLOYMENT, "ml", "iris") is not None
+        assert sample(ctl.metrics, "modeldeploy_operator_leader") == 1
+        assert sample(ctl.metrics, "modeldeploy_operator_leader_transitions_total") == 1
+        ctl.set_leading(False)
+        assert sample(ctl.metrics, "modeldeploy_operator_leader") == 0
+
+    running(ctl, scenario, leading=False)

@@ -6,14 +6,21 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from typing import Any
 
 from modeldeploy_devenv.operator_process import OperatorProcess
 from modeldeploy_operator.config import OperatorConfig
 from tests.conftest import Cluster
 from tests.operator.conftest import StartOperator
 from tests.operator.factories import manifest
-from tests.operator.helpers import api_server_writes, condition, get, holds_for, wait_ready, wait_status
+from tests.operator.helpers import (
+    api_server_writes,
+    condition,
+    crash_loop_first_pod,
+    get,
+    holds_for,
+    wait_ready,
+    wait_status,
+)
 from tests.support import wait_until
 
 CHILD_KINDS = ("deployment", "service", "secret")
@@ -313,39 +320,7 @@ def test_crash_looping_pods_make_it_degraded_not_ready(
     crd.apply(manifest("iris"), "-n", namespace)
     wait_ready(crd, namespace, "iris")
     wait_until("the ready gauge at 1", lambda: _ready_gauge(operator, namespace) == 1.0)
-    pod = crd.get_json("pods", "-n", namespace, "-l", "modeldeploy.io/model-deployment=iris")["items"][0]
-    crashed: dict[str, Any] = {
-        "status": {
-            "conditions": [
-                {"type": "Ready", "status": "False"},
-                {"type": "ContainersReady", "status": "False"},
-            ],
-            "containerStatuses": [
-                {
-                    "name": "runtime",
-                    "ready": False,
-                    "restartCount": 3,
-                    "image": "x",
-                    "imageID": "",
-                    "started": False,
-                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
-                    "lastState": {
-                        "terminated": {"exitCode": 1, "reason": "Error", "message": "model failed to load"}
-                    },
-                }
-            ],
-        }
-    }
-    crd.kubectl(
-        "patch",
-        "pod",
-        pod["metadata"]["name"],
-        "-n",
-        namespace,
-        "--subresource=status",
-        "-p",
-        json.dumps(crashed),
-    )
+    crash_loop_first_pod(crd, namespace, "iris")
     body = wait_status(
         crd,
         namespace,

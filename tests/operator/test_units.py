@@ -101,8 +101,22 @@ def plan(
     hashes: Iterable[HashedKey],
     rotate: frozenset[str] = frozenset(),
     now: datetime = NOW,
+    *,
+    delivered: frozenset[str] | None = None,  # default: every client's Secret was delivered
 ) -> KeyPlan:
-    return plan_keys(clients, plaintexts, hashes, rotate=rotate, now=now, grace=GRACE, mint=mint_key)
+    return plan_keys(
+        clients, plaintexts, hashes, rotate=rotate, now=now, grace=GRACE, mint=mint_key,
+        delivered=frozenset(clients) if delivered is None else delivered,
+    )  # fmt: skip
+
+
+def test_a_key_never_delivered_is_replaced_at_once_not_kept_for_the_grace_period() -> None:
+    """The hashes were written, then the leader died before the client Secret: nobody holds it."""
+    undelivered = plan(["billing"], {}, []).hashes
+    replanned = plan(["billing"], {"billing": None}, undelivered, delivered=frozenset())
+    assert [key.client for key in replanned.hashes] == ["billing"]
+    assert replanned.hashes[0].key_id != undelivered[0].key_id
+    assert replanned.retired == ()
 
 
 def test_first_plan_mints_one_key_per_client_and_stores_only_hashes() -> None:
@@ -273,7 +287,7 @@ def test_config_from_env_and_flags() -> None:
 
 def test_the_children_are_watched_through_a_server_side_label_selector() -> None:
     settings = kopf.OperatorSettings()
-    configure_settings(settings)
+    configure_settings(settings, OperatorConfig())
     assert {child.kind for child in CHILDREN} == {
         "Deployment",
         "Service",
@@ -294,7 +308,7 @@ def test_the_children_are_watched_through_a_server_side_label_selector() -> None
 def test_kopf_lets_an_idle_object_worker_go_soon() -> None:
     """A burst of new objects must not keep a kopf worker and queue per object for 5 s."""
     settings = kopf.OperatorSettings()
-    configure_settings(settings)
+    configure_settings(settings, OperatorConfig())
     assert (
         settings.queueing.idle_timeout
         == QUEUEING_IDLE_TIMEOUT_SECONDS
@@ -312,6 +326,18 @@ def test_kopf_watches_every_row_of_the_resource_table_and_only_those() -> None:
         for resource in WATCHED
     }
     assert {resource.kind for resource in WATCHED} == {"ModelDeployment"} | {child.kind for child in CHILDREN}
+
+
+def test_store_does_not_bring_back_an_object_deleted_while_a_list_was_in_flight() -> None:
+    store = Store()
+    store.put(SERVICE, _obj("iris", "10"))
+    listed = [_obj("iris", "10")]  # answered before the deletion
+    store.remove(SERVICE, "ml", "iris", deleted_at=15)  # the watch's DELETED event
+    store.replace(SERVICE, ["ml"], listed, list_version=12)
+    assert store.get(SERVICE, "ml", "iris") is None  # the reconcile will create it again
+    assert store.put(SERVICE, _obj("iris", "16"))  # created again: newer than the deletion
+    store.replace(SERVICE, ["ml"], [_obj("iris", "16")], list_version=20)
+    assert store.get(SERVICE, "ml", "iris")["metadata"]["resourceVersion"] == "16"  # type: ignore[index]
 
 
 def test_an_empty_environment_gives_the_defaults_of_the_settings() -> None:

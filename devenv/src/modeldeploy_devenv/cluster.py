@@ -18,7 +18,7 @@ from pathlib import Path
 
 from modeldeploy_devenv.assets import kwok_stages_file, require_binary
 from modeldeploy_devenv.pki import Pki, create_pki
-from modeldeploy_devenv.polling import wait_until
+from modeldeploy_devenv.polling import WaitTimeoutError, wait_until
 from modeldeploy_devenv.processes import free_port
 from modeldeploy_devenv.repository import DEFAULT_CLUSTER_DIR
 
@@ -52,6 +52,7 @@ class ClusterState:
     kubeconfig: str
     server: str
     pids: dict[str, int] = field(default_factory=dict)
+    commands: dict[str, list[str]] = field(default_factory=dict)  # how each was started (restart)
 
     @classmethod
     def load(cls, directory: Path) -> ClusterState | None:
@@ -142,12 +143,16 @@ class _Launcher:
         self.logs = directory / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.pids: dict[str, int] = {}
+        self.commands: dict[str, list[str]] = {}
 
     def start(self, name: str, args: list[str]) -> None:
+        self.run(name, [str(require_binary(name)), *args])
+
+    def run(self, name: str, command: list[str]) -> None:
         log = (self.logs / f"{name}.log").open("ab")
-        binary = str(require_binary(name))
+        self.commands[name] = command
         process = subprocess.Popen(
-            [binary, *args],
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -217,7 +222,7 @@ def start(directory: Path) -> ClusterState:
     launcher = _Launcher(directory)
     try:
         _start_etcd_and_apiserver(launcher, directory, pki, ports)
-        state.pids = launcher.pids
+        state.pids, state.commands = launcher.pids, launcher.commands
         state.save()
         wait_until(
             "kube-apiserver /readyz",
@@ -225,7 +230,7 @@ def start(directory: Path) -> ClusterState:
             timeout=START_TIMEOUT_SECONDS,
         )
         _start_controllers(launcher, directory, pki, ports, kubeconfig)
-        state.pids = launcher.pids
+        state.pids, state.commands = launcher.pids, launcher.commands
         state.save()
         nodes = {
             "apiVersion": "v1",
@@ -247,6 +252,7 @@ def start(directory: Path) -> ClusterState:
         state.save()
     except BaseException:
         state.pids.update(launcher.pids)
+        state.commands = launcher.commands
         state.save()
         stop(directory, keep_logs=True)
         raise
@@ -342,6 +348,40 @@ def stop(directory: Path, *, keep_logs: bool = False) -> None:
     for child in directory.iterdir():
         if child.name != "logs":
             shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def _terminate(pid: int, name: str, grace: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if not (pid_alive(pid) and _pid_is_ours(pid, name)):
+        return
+    os.kill(pid, signal.SIGTERM)
+    try:
+        wait_until(f"{name} to exit", lambda: not pid_alive(pid), timeout=grace, interval=0.05)
+    except WaitTimeoutError:
+        os.kill(pid, signal.SIGKILL)
+        wait_until(f"{name} to be killed", lambda: not pid_alive(pid), timeout=10, interval=0.05)
+
+
+def restart(directory: Path, name: str, downtime: float = 0.0) -> float:
+    """Stop one component (``kube-apiserver``, ``etcd``) and start it again with the same command
+    line (same ports, certificates and data), ``downtime`` seconds later; wait until the API
+    server is ready again. Returns the seconds it was down."""
+    state = ClusterState.load(directory)
+    if state is None or name not in state.commands:
+        raise ClusterError(f"no {name} recorded in {directory}/state.json")
+    stopped = time.monotonic()
+    _terminate(state.pids[name], name)
+    time.sleep(downtime)  # the outage itself, not a wait for a condition
+    launcher = _Launcher(directory)
+    launcher.run(name, state.commands[name])
+    state.pids[name] = launcher.pids[name]
+    state.save()
+    wait_until(
+        f"kube-apiserver /readyz after restarting {name}",
+        lambda: launcher.running() and _api_ready(state.kubeconfig),
+        timeout=START_TIMEOUT_SECONDS,
+    )
+    return time.monotonic() - stopped
 
 
 def up(directory: Path) -> ClusterState:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ class OperatorProcess:
     process: subprocess.Popen[bytes]
     metrics_port: int
     log: Path | None
+    health_port: int = 0  # kopf's /healthz (liveness and readiness); 0: not served
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
@@ -39,6 +41,15 @@ class OperatorProcess:
             for line in self.metrics().splitlines()
             if (line.startswith(name + "{") or line.startswith(name + " ")) and label in line
         )
+
+    def health(self) -> tuple[int, str]:
+        """(HTTP status, body) of /healthz."""
+        url = f"http://127.0.0.1:{self.health_port}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return int(response.status), str(response.read().decode())
+        except urllib.error.HTTPError as error:
+            return int(error.code), str(error.read().decode())
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log is not None else ""
@@ -60,14 +71,18 @@ def start_operator(
     log: Path | None = None,
     env: Mapping[str, str] | None = None,
     arguments: Sequence[str] = (),
+    health: bool = False,
 ) -> OperatorProcess:
     """Start ``modeldeploy-operator --namespace NAMESPACE`` on a free metrics port, with
     ``KUBECONFIG`` and ``env`` added to this environment, its output into ``log`` (or this
-    terminal); return once it serves its metrics."""
+    terminal), with kopf's /healthz on a free port too when ``health``; return once it serves its
+    metrics."""
     port = free_port()
+    health_port = free_port() if health else 0
     command = [
         sys.executable, "-m", "modeldeploy_operator.cli",
         "--namespace", namespace, "--metrics-port", str(port), *arguments,
+        *(["--health-port", str(health_port)] if health else []),
     ]  # fmt: skip
     environment = {**os.environ, "KUBECONFIG": kubeconfig, **(env or {})}
     if log is None:
@@ -75,7 +90,7 @@ def start_operator(
     else:
         with log.open("wb") as sink:
             process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=environment)
-    operator = OperatorProcess(process, port, log)
+    operator = OperatorProcess(process, port, log, health_port)
     try:
         wait_until(
             "the operator's metrics endpoint",

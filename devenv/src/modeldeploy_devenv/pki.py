@@ -70,6 +70,20 @@ def _issue(
     return builder.sign(ca_key, hashes.SHA256())
 
 
+def pki_paths(directory: Path) -> Pki:
+    """Where ``create_pki(directory)`` writes (and later readers find) each file."""
+    return Pki(
+        ca_cert=directory / "ca.crt",
+        ca_key=directory / "ca.key",
+        serving_cert=directory / "apiserver.crt",
+        serving_key=directory / "apiserver.key",
+        admin_cert=directory / "admin.crt",
+        admin_key=directory / "admin.key",
+        service_account_key=directory / "sa.key",
+        service_account_pub=directory / "sa.pub",
+    )
+
+
 def create_pki(directory: Path) -> Pki:
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
@@ -124,16 +138,7 @@ def create_pki(directory: Path) -> Pki:
     )
     service_account_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
-    pki = Pki(
-        ca_cert=directory / "ca.crt",
-        ca_key=directory / "ca.key",
-        serving_cert=directory / "apiserver.crt",
-        serving_key=directory / "apiserver.key",
-        admin_cert=directory / "admin.crt",
-        admin_key=directory / "admin.key",
-        service_account_key=directory / "sa.key",
-        service_account_pub=directory / "sa.pub",
-    )
+    pki = pki_paths(directory)
     pem = serialization.Encoding.PEM
     pki.ca_cert.write_bytes(ca_cert.public_bytes(pem))
     _write_key(pki.ca_key, ca_key)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_RUNTIME_IMAGE = "ghcr.io/modeldeploy/model-runtime:0.1.0"
+DEFAULT_LEASE_NAME = "modeldeploy-operator"
+IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 class ConfigError(ValueError):
@@ -36,6 +39,14 @@ class OperatorConfig:
     allowed_images: tuple[str, ...] = ()
     # The namespace whose pods (Prometheus) a ModelDeployment's NetworkPolicy admits to the metrics port.
     monitoring_namespace: str = "monitoring"
+    watch_server_timeout_seconds: int = 270  # the API server ends each watch after this long
+    leader_election: bool = True  # False: lead at once, with no Lease (a single replica)
+    lease_name: str = DEFAULT_LEASE_NAME
+    lease_namespace: str | None = None  # None: the first watched namespace, else "default"
+    identity: str = ""  # this replica's name in the Lease: the pod's name ("": host name + random)
+    lease_duration_seconds: float = 15.0  # a standby takes over this long after the last renewal it saw
+    renew_deadline_seconds: float = 10.0  # the leader stops writing when it could not renew for this long
+    retry_period_seconds: float = 2.0  # how often the leader renews and a standby looks at the Lease
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -69,6 +80,46 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("true", "false"):
+        raise ConfigError(f"{name}={raw!r} must be 'true' or 'false'")
+    return raw == "true"
+
+
+def _lease_namespace(env: Mapping[str, str]) -> str | None:
+    """``MODELDEPLOY_LEASE_NAMESPACE``, else the pod's namespace (downward API or the in-cluster
+    token's); None outside a pod (the lease then lives in the first watched namespace)."""
+    explicit = env.get("MODELDEPLOY_LEASE_NAMESPACE") or env.get("POD_NAMESPACE")
+    if explicit:
+        return explicit
+    try:
+        return IN_CLUSTER_NAMESPACE_FILE.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _lease_timing(env: Mapping[str, str], defaults: OperatorConfig) -> tuple[float, float, float]:
+    duration = _float(env, "MODELDEPLOY_LEASE_DURATION_SECONDS", defaults.lease_duration_seconds, 1.0)
+    renew_deadline = _float(env, "MODELDEPLOY_RENEW_DEADLINE_SECONDS", defaults.renew_deadline_seconds, 0.5)
+    retry_period = _float(env, "MODELDEPLOY_RETRY_PERIOD_SECONDS", defaults.retry_period_seconds, 0.1)
+    # A standby may take over up to one retry period early (leadership.py explains why), so the
+    # leader must have stopped writing by then: renew deadline < lease duration - retry period.
+    if renew_deadline >= duration - retry_period:
+        raise ConfigError(
+            f"MODELDEPLOY_RENEW_DEADLINE_SECONDS={renew_deadline:g} must be less than "
+            f"MODELDEPLOY_LEASE_DURATION_SECONDS - MODELDEPLOY_RETRY_PERIOD_SECONDS = {duration - retry_period:g}"
+        )
+    if retry_period >= renew_deadline:
+        raise ConfigError(
+            f"MODELDEPLOY_RETRY_PERIOD_SECONDS={retry_period:g} must be less than "
+            f"MODELDEPLOY_RENEW_DEADLINE_SECONDS={renew_deadline:g}"
+        )
+    return duration, renew_deadline, retry_period
+
+
 def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
     """Settings from ``MODELDEPLOY_*`` environment variables; flags override some of them later."""
     env = os.environ if env is None else env
@@ -77,6 +128,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
     if log_format not in ("plain", "json"):
         raise ConfigError(f"MODELDEPLOY_LOG_FORMAT={log_format!r} must be 'plain' or 'json'")
     defaults = OperatorConfig()
+    lease_duration, renew_deadline, retry_period = _lease_timing(env, defaults)
     return OperatorConfig(
         runtime_image=env.get("MODELDEPLOY_RUNTIME_IMAGE") or defaults.runtime_image,
         namespaces=namespaces,
@@ -103,4 +155,14 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         monitoring_namespace=env.get(
             "MODELDEPLOY_MONITORING_NAMESPACE", defaults.monitoring_namespace
         ).strip(),
+        watch_server_timeout_seconds=_int(
+            env, "MODELDEPLOY_WATCH_SERVER_TIMEOUT_SECONDS", defaults.watch_server_timeout_seconds, 1
+        ),
+        leader_election=_bool(env, "MODELDEPLOY_LEADER_ELECTION", defaults.leader_election),
+        lease_name=env.get("MODELDEPLOY_LEASE_NAME") or defaults.lease_name,
+        lease_namespace=_lease_namespace(env),
+        identity=env.get("POD_NAME", ""),
+        lease_duration_seconds=lease_duration,
+        renew_deadline_seconds=renew_deadline,
+        retry_period_seconds=retry_period,
     )

@@ -16,11 +16,11 @@ from modeldeploy_operator.apis import APIAvailability
 from modeldeploy_operator.config import OperatorConfig
 from modeldeploy_operator.constants import EVENT_RECONCILE_FAILED, LABEL_MODEL_DEPLOYMENT, OWNED_SELECTOR
 from modeldeploy_operator.events import Note
-from modeldeploy_operator.kube import Kube, KubeAPI, KubeError, load_api_client
+from modeldeploy_operator.kube import Kube, KubeAPI, KubeError, WriteGate, load_api_client
 from modeldeploy_operator.metrics import OperatorMetrics
 from modeldeploy_operator.reconcile import Reconciler, post_event
 from modeldeploy_operator.resources import MODEL_DEPLOYMENT, WATCHED, Resource, Role
-from modeldeploy_operator.store import Store
+from modeldeploy_operator.store import Store, resource_version
 from modeldeploy_operator.workqueue import Key, WorkQueue
 
 logger = logging.getLogger(__name__)
@@ -43,10 +43,13 @@ class Controller:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         backoff: Callable[[int], float] = retry_delay,
+        may_write: WriteGate | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
-        self.kube = kube or Kube(load_api_client(config.workers + 2), record_write=metrics.record_write)
+        self.kube = kube or Kube(
+            load_api_client(config.workers + 2), record_write=metrics.record_write, may_write=may_write
+        )
         self.clock, self.backoff = clock, backoff
         self.store = Store()
         metrics.watch_readiness(lambda: self.store.all(MODEL_DEPLOYMENT))
@@ -54,6 +57,8 @@ class Controller:
         self.reconciler = Reconciler(self.kube, self.store, config, apis=self.apis, clock=clock)
         self.queue: WorkQueue | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._workers: list[asyncio.Task[None]] = []
+        self.synced = False  # the first re-list is in the cache (readiness)
         self._failures: dict[Key, int] = {}
         self._last_error: dict[Key, str] = {}
 
@@ -82,7 +87,7 @@ class Controller:
         metadata = obj.get("metadata", {})
         namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
         if event_type == "DELETED":
-            self.store.remove(resource, namespace, name)
+            self.store.remove(resource, namespace, name, deleted_at=resource_version(obj))
         elif not self.store.put(resource, obj):
             return
         if resource.role is Role.PRIMARY:
@@ -101,15 +106,32 @@ class Controller:
 
     # -- workers -----------------------------------------------------------------------------------
     async def start(self) -> None:
+        """Fill the cache and keep it warm (re-lists; kopf's watches feed ``observe``). The
+        workers, the only writers, run while this replica leads: see ``set_leading``."""
         self.queue = WorkQueue()
         await asyncio.to_thread(self.relist)
-        for namespace, name in self.store.keys(MODEL_DEPLOYMENT):
-            self._enqueue((namespace, name), 0.0)
-        self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.config.workers)]
-        self._tasks.append(asyncio.create_task(self._resync()))
+        self.synced = True
+        self._tasks = [asyncio.create_task(self._resync())]
         self.metrics.serve(self.config.metrics_port)
 
+    def set_leading(self, leading: bool) -> None:
+        """The one switch between leader and standby (called from the event loop). Taking the
+        lead reconciles every ModelDeployment, since the previous leader may have stopped midway."""
+        self.metrics.leader.set(1 if leading else 0)
+        if not leading:
+            for task in self._workers:
+                task.cancel()
+            self._workers = []
+            return
+        if self._workers:
+            return
+        self.metrics.leader_transitions.inc()
+        for namespace, name in self.store.keys(MODEL_DEPLOYMENT):
+            self._enqueue((namespace, name), 0.0)
+        self._workers = [asyncio.create_task(self._worker()) for _ in range(self.config.workers)]
+
     async def stop(self) -> None:
+        self.set_leading(False)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

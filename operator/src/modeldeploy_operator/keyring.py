@@ -5,7 +5,11 @@ Rules, per client named in the spec (auth enabled):
   an unchanged key set renders the same hashes file byte for byte and nothing is written;
 - a rotation request, or a missing/unreadable client Secret, mints a new active key;
 - every other key of that client stays valid until ``now + grace`` (its ``expiresAt``), then is
-  dropped; keys of clients no longer listed are dropped at once (removing a client revokes it).
+  dropped; keys of clients no longer listed are dropped at once (removing a client revokes it);
+- but a client whose Secret was never delivered (the status has not listed it yet) has no
+  consumer: when it gets a new key, its older keys are dropped at once. They come from a reconcile
+  that wrote the hashes and stopped before the client Secret (a leader killed in between), and
+  their plaintext is gone, so keeping them for the grace period would only leave orphaned keys.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ def plan_keys(
     observed_hashes: Iterable[HashedKey],
     *,
     rotate: frozenset[str],
+    delivered: frozenset[str],
     now: datetime,
     grace: timedelta,
     mint: Callable[[str], MintedKey],
@@ -67,6 +72,8 @@ def plan_keys(
         for entry in observed:
             if entry.client != client or entry.key_id == active.key_id:
                 continue
+            if client in minted and client not in delivered:
+                continue  # never handed out: nobody can hold it
             expires_at = entry.expires_at if entry.expires_at is not None else now + grace
             if expires_at <= now:
                 retired.append(entry.key_id)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
 
+import urllib3
+
 from modeldeploy_operator.constants import FIELD_MANAGER
 from modeldeploy_operator.resources import Resource, resource_of
 
@@ -19,12 +21,26 @@ if TYPE_CHECKING:
     from kubernetes import client
 
 WriteRecorder = Callable[[str, str], None]  # (verb, kind)
+WriteGate = Callable[[], bool]  # whether writes may go out now (this replica leads)
+DEFAULT_REQUEST_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds
 
 
 class KubeError(RuntimeError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
+
+
+class KubeUnreachableError(KubeError):
+    """No answer: the connection was refused, reset or timed out (``status`` 0)."""
+
+    def __init__(self, message: str) -> None:
+        RuntimeError.__init__(self, f"API server unreachable: {message}")
+        self.status = 0
+
+
+class NotLeadingError(RuntimeError):
+    """A write was refused before it was sent: this replica does not hold the leader Lease."""
 
 
 @dataclass(frozen=True)
@@ -87,9 +103,24 @@ def load_api_client(pool_size: int, kubeconfig: str | None = None) -> client.Api
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient, record_write: WriteRecorder | None = None) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        record_write: WriteRecorder | None = None,
+        *,
+        may_write: WriteGate | None = None,
+        request_timeout: tuple[float, float] = DEFAULT_REQUEST_TIMEOUT,
+    ) -> None:
         self._api = api
-        self._record_write = record_write or (lambda verb, kind: None)
+        self._record_write_to_metrics = record_write or (lambda verb, kind: None)
+        self._may_write = may_write or (lambda: True)
+        self._request_timeout = request_timeout
+
+    def _record_write(self, verb: str, kind: str) -> None:
+        """The one gate of every write: refused unless we lead, counted when sent."""
+        if not self._may_write():
+            raise NotLeadingError(f"{verb} {kind} refused: this replica is not the leader")
+        self._record_write_to_metrics(verb, kind)
 
     def _request(
         self,
@@ -105,9 +136,12 @@ class Kube:
         _, url, headers, _, _ = self._api.param_serialize(
             method, url_path, header_params=headers, auth_settings=["BearerToken"]
         )
-        response = self._api.call_api(
-            method, url, header_params=headers, body=body, _request_timeout=(10, 60)
-        )
+        try:
+            response = self._api.call_api(
+                method, url, header_params=headers, body=body, _request_timeout=self._request_timeout
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise KubeUnreachableError(str(error)) from error
         data = response.read()  # type: ignore[no-untyped-call]
         if response.status >= 400:
             try:
@@ -173,6 +207,14 @@ class Kube:
         self._record_write("create", resource.kind)
         path = _path(resource, obj["metadata"].get("namespace"))
         return self._request("POST", path, body=dict(obj))  # type: ignore[no-any-return]
+
+    def replace(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT ``obj``; with ``metadata.resourceVersion`` set, a concurrent change fails with 409."""
+        resource = resource_of(obj)
+        metadata = obj["metadata"]
+        self._record_write("update", resource.kind)
+        path = _path(resource, metadata.get("namespace"), metadata["name"])
+        return self._request("PUT", path, body=dict(obj))  # type: ignore[no-any-return]
 
     def serves(self, resource: Resource) -> bool:
         """Whether discovery lists ``resource`` (an optional CRD's API may be missing or unavailable)."""

@@ -69,6 +69,17 @@ class OperatorMetrics:
             registry=self.registry,
         )
 
+        self.leader = Gauge(
+            "modeldeploy_operator_leader",
+            "1 while this replica holds the leader Lease and reconciles; 0 on a standby.",
+            registry=self.registry,
+        )
+        self.leader_transitions = Counter(
+            "modeldeploy_operator_leader_transitions",
+            "Times this replica became the leader (summed over replicas: the leader changes).",
+            registry=self.registry,
+        )
+
     def watch_readiness(self, model_deployments: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
         self.registry.register(ReadinessCollector(model_deployments))
 

@@ -339,6 +339,11 @@ class Reconciler:
             plaintexts,
             observed_hashes,
             rotate=md.rotate_clients,
+            delivered=frozenset(
+                client
+                for client in wanted
+                if client_secret_name(md.name, client) in (md.status.get("clientSecrets") or ())
+            ),
             now=now,
             grace=grace,
             mint=self.mint,

@@ -55,9 +55,10 @@ CERTIFICATE: Final = Resource(
 )
 POD: Final = Resource("Pod", "", "v1", "pods", Role.USED)
 EVENT: Final = Resource("Event", "", "v1", "events", Role.USED)
+LEASE: Final = Resource("Lease", "coordination.k8s.io", "v1", "leases", Role.USED)  # leader election
 
 TABLE: Final = (
-    MODEL_DEPLOYMENT, DEPLOYMENT, SERVICE, SECRET, SERVICE_MONITOR, NETWORK_POLICY, CERTIFICATE, POD, EVENT
+    MODEL_DEPLOYMENT, DEPLOYMENT, SERVICE, SECRET, SERVICE_MONITOR, NETWORK_POLICY, CERTIFICATE, POD, EVENT, LEASE
 )  # fmt: skip
 
 BY_KIND: Final = {resource.kind: resource for resource in TABLE}

@@ -15,7 +15,7 @@ from modeldeploy_operator.resources import Resource, Role
 Key = tuple[str, str, str]  # (kind, namespace, name)
 
 
-def _resource_version(obj: Mapping[str, Any]) -> int | None:
+def resource_version(obj: Mapping[str, Any]) -> int | None:
     try:
         return int(obj.get("metadata", {}).get("resourceVersion", ""))
     except ValueError:
@@ -36,6 +36,9 @@ class Store:
         self._objects: dict[Key, dict[str, Any]] = {}
         self._by_owner: dict[tuple[str, str, str], set[str]] = {}  # (kind, ns, md name) -> names
         self._counts: Counter[str] = Counter()  # kind -> objects held
+        # Deletions seen on a watch, by the resourceVersion of the deletion, until a re-list at or
+        # after that version: a LIST answered before the deletion must not bring the object back.
+        self._tombstones: dict[Key, int] = {}
 
     def put(self, resource: Resource, obj: Mapping[str, Any]) -> bool:
         """Remember ``obj`` unless we already hold this or a newer version; True when it was news
@@ -44,9 +47,15 @@ class Store:
         kind = resource.kind
         key = (kind, metadata.get("namespace", ""), metadata.get("name", ""))
         with self._lock:
+            deleted_at = self._tombstones.get(key)
+            version = resource_version(obj)
+            if deleted_at is not None and version is not None:
+                if version <= deleted_at:
+                    return False  # a version from before its deletion (a stale LIST)
+                del self._tombstones[key]  # created again since
             current = self._objects.get(key)
             if current is not None:
-                old, new = _resource_version(current), _resource_version(obj)
+                old, new = resource_version(current), resource_version(obj)
                 if old is not None and new is not None and new <= old:
                     return False
             else:
@@ -57,9 +66,12 @@ class Store:
                 self._by_owner.setdefault((kind, key[1], owner), set()).add(key[2])
         return True
 
-    def remove(self, resource: Resource, namespace: str, name: str) -> None:
+    def remove(self, resource: Resource, namespace: str, name: str, deleted_at: int | None = None) -> None:
+        """Forget an object; ``deleted_at``: the resourceVersion of its deletion (a watch event's)."""
         kind = resource.kind
         with self._lock:
+            if deleted_at is not None:
+                self._tombstones[(kind, namespace, name)] = deleted_at
             obj = self._objects.pop((kind, namespace, name), None)
             if obj is None:
                 return
@@ -104,7 +116,8 @@ class Store:
         items: Iterable[Mapping[str, Any]],
         list_version: int,
     ) -> None:
-        """Merge a fresh LIST: store its items; forget cached objects older than the list that it lacks."""
+        """Merge a fresh LIST: store its items (unless deleted since the list was answered); forget
+        cached objects older than the list that it lacks."""
         kind = resource.kind
         seen: set[Key] = set()
         for item in items:
@@ -113,13 +126,16 @@ class Store:
             self.put(resource, item)
         scope = set(namespaces) if namespaces is not None else None
         with self._lock:
+            settled = [key for key, at in self._tombstones.items() if key[0] == kind and at <= list_version]
+            for key in settled:  # this list already lacks them
+                del self._tombstones[key]
             stale = [
                 key
                 for key, obj in self._objects.items()
                 if key[0] == kind
                 and key not in seen
                 and (scope is None or key[1] in scope)
-                and (_resource_version(obj) or 0) <= list_version
+                and (resource_version(obj) or 0) <= list_version
             ]
         for _, namespace, name in stale:
             self.remove(resource, namespace, name)
