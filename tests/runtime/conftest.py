@@ -126,7 +126,14 @@ class RuntimeProcess:
 def launch_runtime(
     log_dir: Path, *, wait: bool = True, scheme: str = "http", env: dict[str, str] | None = None, **flags: Any
 ) -> RuntimeProcess:
-    """Starts ``serve`` with the given flags (``model_uri=...`` → ``--model-uri ...``) on free ports."""
+    """Starts ``serve`` with the given flags (``model_uri=...`` → ``--model-uri ...``) on free ports.
+
+    A local joblib ``model_uri`` is passed with its digest (``--model-sha256``) unless the caller
+    gives one: the runtime refuses to unpickle an unverified artifact.
+    """
+    model_uri = flags.get("model_uri")
+    if isinstance(model_uri, Path) and model_uri.suffix == ".joblib" and "model_sha256" not in flags:
+        flags["model_sha256"] = sha256_file(model_uri)
     port, metrics_port = free_port(), free_port()
     arguments = ["serve", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(metrics_port)]
     for name, value in flags.items():

@@ -249,8 +249,6 @@ def serve(settings: RuntimeSettings) -> int:
         except KeysFileError as error:
             raise StartupError(f"--auth-keys-file: {error}") from None
     model = load_configured_model(settings)
-    for warning in model.warnings:
-        log.warning(warning, extra={"model": model.name})
     log.info(
         "model loaded",
         extra={

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from modeldeploy_runtime.artifact_uri import printable_uri
+
 ENV_PREFIX = "MODELDEPLOY_"
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -39,6 +41,11 @@ class RuntimeSettings(BaseSettings):
     )
     model_format: ModelFormat | None = Field(
         None, description="joblib or skops; default: from the file extension (.skops, else joblib)"
+    )
+    allow_unverified_pickle: bool = Field(
+        False,
+        description="DEVELOPMENT ONLY: load a joblib artifact (a pickle, which runs code when loaded) "
+        "without --model-sha256; logged as a warning at start",
     )
     trusted_types: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -154,6 +161,8 @@ def describe_validation_error(error: ValidationError) -> list[str]:
             continue
         field = location[0]
         got = item.get("input")
+        if field == "model_uri" and isinstance(got, str):
+            got = printable_uri(got)  # a pre-signed URL's signature is never printed
         shown = "" if item["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"{flag_name(field)} / {ENV_PREFIX}{field.upper()}: {message}{shown}")
     return lines
