@@ -57,6 +57,18 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str, inter
     pytest.fail(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
 
 
+def read_response_head(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    """What a raw socket receives up to the end of the response headers (or until it is closed)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

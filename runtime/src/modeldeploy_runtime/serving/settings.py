@@ -81,6 +81,20 @@ class RuntimeSettings(BaseSettings):
     header_timeout_seconds: float = Field(
         10.0, gt=0, le=600, description="a client must send its request headers within this time"
     )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="a client must send its whole request body within this time after its headers, "
+        "else 408 and close",
+    )
+    json_offload_bytes: int = Field(
+        256 * 1024,
+        ge=0,
+        le=1024**3,
+        description="request bodies larger than this are decoded on a thread, off the event loop, so "
+        "health checks stay responsive (0 = always)",
+    )
     keep_alive_seconds: int = Field(5, ge=1, le=3600, description="idle keep-alive connection timeout")
     shutdown_delay_seconds: float = Field(
         0.0, ge=0, le=600, description="after SIGTERM: keep serving, unready, this long before draining"
