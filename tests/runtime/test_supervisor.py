@@ -12,10 +12,12 @@ import httpx
 from tests.runtime.conftest import IRIS_ROW, RuntimeProcess, wait_until
 
 
+def _children(pid: int) -> set[int]:
+    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
 def _workers(runtime: RuntimeProcess) -> set[int]:
-    pid = runtime.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return {int(child) for child in children}
+    return _children(runtime.process.pid)
 
 
 def test_a_killed_worker_is_replaced(
@@ -26,6 +28,7 @@ def test_a_killed_worker_is_replaced(
         lambda: len(_workers(runtime)) == 2 and _workers(runtime), timeout=10, what="two workers"
     )
     victim = min(before)
+    [decoder] = _children(victim)  # each worker forks one helper that decodes large bodies
     os.kill(victim, signal.SIGKILL)
     after = wait_until(
         lambda: len(_workers(runtime)) == 2 and victim not in _workers(runtime) and _workers(runtime),
@@ -39,4 +42,7 @@ def test_a_killed_worker_is_replaced(
         )
         assert response.status_code == 200
     assert "worker exited unexpectedly" in runtime.log()
+    wait_until(
+        lambda: not Path(f"/proc/{decoder}").exists(), timeout=10, what="the killed worker's helper to exit"
+    )
     assert runtime.stop() == 0

@@ -7,7 +7,8 @@ An inference request is bounded at each step: the API key is checked before the 
 the body must arrive whole within ``body_timeout_seconds`` (else 408) and within
 ``max_body_bytes`` (else 413); only then does it take one of ``max_concurrency`` slots (else 503),
 so clients trickling their bodies hold no slot. A body larger than ``json_offload_bytes`` is
-decoded on a thread, so the event loop keeps answering ``/v2/health/live`` meanwhile.
+decoded by :class:`~modeldeploy_runtime.serving.body_decoding.BodyDecoder` in a helper process,
+so the event loop keeps answering ``/v2/health/live`` meanwhile.
 """
 
 from __future__ import annotations
@@ -17,16 +18,17 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import orjson
 
 from modeldeploy_runtime.errors import RequestError
 from modeldeploy_runtime.serving.auth import UNAUTHORIZED_MESSAGE, Authenticator, KeysFile
+from modeldeploy_runtime.serving.body_decoding import BodyDecoder
 from modeldeploy_runtime.serving.dataplane import DataPlane
 from modeldeploy_runtime.serving.metrics import PROTOCOL_NONE, PROTOCOL_V1, PROTOCOL_V2, RuntimeMetrics
-from modeldeploy_runtime.serving.model import PREDICT, InputError, LoadedModel
+from modeldeploy_runtime.serving.model import PREDICT, InputError
 from modeldeploy_runtime.serving.protocols import v1, v2
 from modeldeploy_runtime.serving.settings import RuntimeSettings
 
@@ -41,7 +43,6 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 _LIVE_BODY = b'{"live":true}'
 _RETRY_AFTER_SECONDS = b"1"
 _CLOSING_STATUSES = frozenset({408, 413})  # the rest of the body may still be on its way
-Parsed = TypeVar("Parsed")
 
 
 class ClientDisconnectedError(Exception):
@@ -96,8 +97,10 @@ class RuntimeApp:
         dataplane: DataPlane,
         metrics: RuntimeMetrics,
         authenticator: Authenticator,
+        decoder: BodyDecoder,
     ) -> None:
         self._settings = settings
+        self._decoder = decoder
         self._dataplane = dataplane
         self._metrics = metrics
         self._auth = authenticator
@@ -183,12 +186,6 @@ class RuntimeApp:
             self._inflight -= 1
             self._metrics.inflight_now.dec()
 
-    async def _decode(self, parse: Callable[[bytes, LoadedModel], Parsed], body: bytes) -> Parsed:
-        """``parse(body, model)``, on a thread when the body is large enough to stall the event loop."""
-        if len(body) <= self._settings.json_offload_bytes:
-            return parse(body, self._model)
-        return await asyncio.get_running_loop().run_in_executor(None, parse, body, self._model)
-
     def _authorise(self, scope: Scope) -> None:
         reason = self._auth.check(scope["headers"])
         if reason is not None:
@@ -268,14 +265,14 @@ class RuntimeApp:
     async def _infer_v2(self, scope: Scope, receive: Receive) -> bytes:
         body = await self._body(scope, receive)
         with self._inference_slot():
-            request = await self._decode(v2.parse_infer_request, body)
+            request = await self._decoder.decode(v2.parse_infer_request, body)
             results = await self._run(request.features, request.outputs)
             return v2.render_infer_response(self._model, request, results)
 
     async def _predict_v1(self, scope: Scope, receive: Receive) -> bytes:
         body = await self._body(scope, receive)
         with self._inference_slot():
-            features = await self._decode(v1.parse_predict_request, body)
+            features = await self._decoder.decode(v1.parse_predict_request, body)
             results = await self._run(features, frozenset((PREDICT,)))
             return v1.render_predict_response(results[PREDICT])
 
@@ -322,9 +319,13 @@ def create_app(
     metrics: RuntimeMetrics,
     *,
     authenticator: Authenticator | None = None,
+    decoder: BodyDecoder | None = None,
 ) -> RuntimeApp:
-    """The ASGI app for one model; reads the keys file named in ``settings`` unless given one."""
+    """The ASGI app for one model; reads the keys file named in ``settings`` unless given one.
+
+    Without a ``decoder``, bodies are decoded in place (as on Lambda).
+    """
     if authenticator is None:
         keys = KeysFile(settings.auth_keys_file) if settings.auth_keys_file is not None else None
         authenticator = Authenticator(keys)
-    return RuntimeApp(settings, dataplane, metrics, authenticator)
+    return RuntimeApp(settings, dataplane, metrics, authenticator, decoder or BodyDecoder(dataplane.model))

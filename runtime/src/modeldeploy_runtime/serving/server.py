@@ -26,6 +26,7 @@ from modeldeploy_runtime.apikeys import KeysFileError
 from modeldeploy_runtime.errors import StartupError
 from modeldeploy_runtime.serving.app import create_app
 from modeldeploy_runtime.serving.auth import read_keys_file
+from modeldeploy_runtime.serving.body_decoding import BodyDecoder
 from modeldeploy_runtime.serving.dataplane import DataPlane
 from modeldeploy_runtime.serving.factory import load_configured_model
 from modeldeploy_runtime.serving.metrics import RuntimeMetrics, forget_process, serve_metrics
@@ -111,7 +112,9 @@ def _run_worker(settings: RuntimeSettings, model: LoadedModel, sock: socket.sock
         batch_max_delay_ms=settings.batch_max_delay_ms,
         on_batch=metrics.record_batch,
     )
-    app = create_app(settings, dataplane, metrics)
+    decoder = BodyDecoder(model, offload_bytes=settings.json_offload_bytes)
+    decoder.start()  # forks the decoding helper before uvicorn starts any thread
+    app = create_app(settings, dataplane, metrics, decoder=decoder)
     config = uvicorn.Config(
         app,
         loop="uvloop",
@@ -147,7 +150,10 @@ def _run_worker(settings: RuntimeSettings, model: LoadedModel, sock: socket.sock
             return bool(await super().on_tick(counter))
 
     server = DrainingServer(config)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        decoder.stop()
     return 0 if server.started else 3
 
 
