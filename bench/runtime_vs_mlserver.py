@@ -24,8 +24,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +42,8 @@ import uvloop
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+
+from modeldeploy_devenv.processes import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MLSERVER_VENV = REPO / ".venv-bench"
@@ -69,12 +69,6 @@ class Measurement:
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float, what: str) -> float:
@@ -191,16 +185,6 @@ class Server:
     ready_seconds: float
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @contextmanager
 def runtime_server(model_path: Path, workers: int, log_dir: Path) -> Iterator[Server]:
     port = free_port()
@@ -216,7 +200,7 @@ def runtime_server(model_path: Path, workers: int, log_dir: Path) -> Iterator[Se
         ready = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", process, 120, "modeldeploy-runtime")
         yield Server(f"runtime(w={workers})", port, f"/v2/models/{MODEL_NAME}/infer", process, ready)
     finally:
-        _stop(process)
+        stop_process(process)  # with its workers: it leads its own session
         log.close()
 
 
@@ -260,7 +244,7 @@ def mlserver_server(
             f"mlserver(pw={parallel_workers})", port, f"/v2/models/{MODEL_NAME}/infer", process, ready
         )
     finally:
-        _stop(process)
+        stop_process(process)  # with its workers: it leads its own session
         log.close()
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.runtime.conftest import IRIS_ROW, RuntimeProcess, wait_until
+from tests.runtime.conftest import IRIS_ROW, RuntimeProcess
+from tests.support import wait_until
 
 
 def _children(pid: int) -> set[int]:
@@ -20,21 +21,21 @@ def _workers(runtime: RuntimeProcess) -> set[int]:
     return _children(runtime.process.pid)
 
 
+def _two_workers(runtime: RuntimeProcess, without: int | None = None) -> set[int] | None:
+    """The two worker PIDs, once there are two and ``without`` is not one of them."""
+    workers = _workers(runtime)
+    return workers if len(workers) == 2 and without not in workers else None
+
+
 def test_a_killed_worker_is_replaced(
     start_runtime: Callable[..., RuntimeProcess], models: dict[str, Path]
 ) -> None:
     runtime = start_runtime(model_uri=models["iris"], model_name="iris", workers=2)
-    before = wait_until(
-        lambda: len(_workers(runtime)) == 2 and _workers(runtime), timeout=10, what="two workers"
-    )
+    before = wait_until("two workers", lambda: _two_workers(runtime), timeout=10)
     victim = min(before)
     [decoder] = _children(victim)  # each worker forks one helper that decodes large bodies
     os.kill(victim, signal.SIGKILL)
-    after = wait_until(
-        lambda: len(_workers(runtime)) == 2 and victim not in _workers(runtime) and _workers(runtime),
-        timeout=15,
-        what="a replacement worker",
-    )
+    after = wait_until("a replacement worker", lambda: _two_workers(runtime, without=victim), timeout=15)
     assert len(after & before) == 1
     for _ in range(20):  # every request (on a new connection) succeeds, whichever worker takes it
         response = httpx.post(
@@ -43,6 +44,6 @@ def test_a_killed_worker_is_replaced(
         assert response.status_code == 200
     assert "worker exited unexpectedly" in runtime.log()
     wait_until(
-        lambda: not Path(f"/proc/{decoder}").exists(), timeout=10, what="the killed worker's helper to exit"
+        "the killed worker's helper to exit", lambda: not Path(f"/proc/{decoder}").exists(), timeout=10
     )
     assert runtime.stop() == 0

@@ -11,18 +11,15 @@ for a URI with a query string: a pre-signed URL's signature covers one object on
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from modeldeploy_runtime.artifact_uri import ArtifactNameError, artifact_basename, has_query, printable_uri
+from modeldeploy_runtime.files import DigestMismatchError, write_atomically
+from modeldeploy_runtime.package_layout import METADATA_SUFFIX
 from modeldeploy_runtime.storage import ArtifactNotFoundError, StorageError, read_chunks
 
 log = logging.getLogger(__name__)
-
-METADATA_SUFFIX = ".metadata.json"
 
 
 class FetchError(Exception):
@@ -31,26 +28,10 @@ class FetchError(Exception):
 
 def _download(uri: str, target: Path, expected_sha256: str | None) -> str:
     """Stream ``uri`` to ``target`` atomically; returns the sha256."""
-    digest = hashlib.sha256()
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     try:
-        with os.fdopen(handle, "wb") as sink:
-            for chunk in read_chunks(uri):
-                digest.update(chunk)
-                sink.write(chunk)
-            sink.flush()
-            os.fsync(sink.fileno())
-        actual = digest.hexdigest()
-        if expected_sha256 is not None and actual != expected_sha256:
-            raise FetchError(
-                f"sha256 mismatch for {printable_uri(uri)}: expected {expected_sha256}, got {actual}"
-            )
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return actual
+        return write_atomically(target, read_chunks(uri), expected_sha256=expected_sha256)
+    except DigestMismatchError as error:
+        raise FetchError(f"sha256 mismatch for {printable_uri(uri)}: {error}") from None
 
 
 def _fetch_metadata(uri: str, target: Path) -> None:

@@ -17,7 +17,6 @@ A reference is ``NAME@VERSION`` or ``NAME@ALIAS``; an alias can never share a ve
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy_runtime.artifact_uri import ArtifactNameError, check_file_name
+from modeldeploy_runtime.files import sha256_bytes
 from modeldeploy_runtime.package_layout import (
     METADATA_SUFFIX,
     Package,
@@ -248,7 +248,7 @@ def register(store: RegistryStore, package: Package) -> RegisteredVersion:
             store,
             f"{name}/{artifact}{METADATA_SUFFIX}",
             package.metadata_path,
-            hashlib.sha256(metadata_bytes).hexdigest(),
+            sha256_bytes(metadata_bytes),
         )
     except StoreError as error:
         raise RegistryError(str(error)) from None

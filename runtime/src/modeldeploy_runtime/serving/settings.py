@@ -14,12 +14,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from modeldeploy_runtime.artifact_uri import printable_uri
+from modeldeploy_runtime.package_layout import NAME_PATTERN, NAME_RULE, ModelFormat, format_of_file
 
 ENV_PREFIX = "MODELDEPLOY_"
-_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-ModelFormat = Literal["joblib", "skops"]
 
 
 class RuntimeSettings(BaseSettings):
@@ -32,10 +30,8 @@ class RuntimeSettings(BaseSettings):
     model_uri: str = Field(
         description="model artifact: a file path, file://, s3:// or https:// URI (remote ones are fetched first)"
     )
-    model_name: str = Field("model", pattern=_NAME_PATTERN, description="name served in URLs and metrics")
-    model_version: str = Field(
-        "v1", pattern=_NAME_PATTERN, description="version served in metadata and metrics"
-    )
+    model_name: str = Field("model", description="name served in URLs and metrics")
+    model_version: str = Field("v1", description="version served in metadata and metrics")
     model_sha256: str | None = Field(
         None, description="expected sha256 of the artifact (64 hex); checked before deserialising"
     )
@@ -115,6 +111,13 @@ class RuntimeSettings(BaseSettings):
             raise ValueError("must be 64 hexadecimal characters")
         return lowered
 
+    @field_validator("model_name", "model_version")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not NAME_PATTERN.fullmatch(value):
+            raise ValueError(NAME_RULE)
+        return value
+
     @field_validator("model_uri")
     @classmethod
     def _check_uri(cls, value: str) -> str:
@@ -153,7 +156,7 @@ class RuntimeSettings(BaseSettings):
     def resolved_format(self) -> ModelFormat:
         if self.model_format is not None:
             return self.model_format
-        return "skops" if self.model_uri.lower().endswith(".skops") else "joblib"
+        return format_of_file(self.model_uri)
 
     @property
     def tls(self) -> bool:
