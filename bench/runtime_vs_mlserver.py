@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -189,6 +190,7 @@ def runtime_server(model_path: Path, workers: int, log_dir: Path) -> Iterator[Se
     port = free_port()
     command = [
         sys.executable, "-m", "modeldeploy_runtime", "serve", "--model-uri", str(model_path),
+        "--model-sha256", hashlib.sha256(model_path.read_bytes()).hexdigest(),
         "--model-name", MODEL_NAME, "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0",
         "--workers", str(workers), "--log-level", "warning",
     ]  # fmt: skip

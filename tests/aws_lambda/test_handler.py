@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import joblib
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from modeldeploy_runtime.apikeys import mint_key, render_keys_file
 from modeldeploy_runtime.aws_lambda import function
@@ -270,30 +273,119 @@ def test_model_uri_relative_to_the_bundle(lambda_env: Bundle, monkeypatch: pytes
     assert function._runtime.model.path == lambda_env.root / "model" / "model.joblib"
 
 
-def test_unservable_model_answers_503_in_one_line_and_recovers(
-    lambda_env: Bundle, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("MODELDEPLOY_MODEL_SHA256", "0" * 64)
-    event = make_event(
+def _predict_event(api_key: str) -> dict[str, Any]:
+    return make_event(
         HTTP_API,
         "POST",
         f"/v1/models/{MODEL_NAME}:predict",
         _json({"instances": ROWS}),
-        {"X-API-Key": lambda_env.api_key},
+        {"X-API-Key": api_key},
     )
-    result = _invoke(event)
-    assert result["statusCode"] == 503
-    message = json.loads(result["body"])["error"]
-    assert message.startswith("model cannot be served: sha256 mismatch")
-    assert "\n" not in message
+
+
+def _assert_generic_startup_failure(result: dict[str, Any], *secrets: str) -> None:
+    """A 500 that says only where to look; nothing of the cause reaches the caller."""
+    assert result["statusCode"] == 500
+    assert json.loads(result["body"]) == {"error": function.STARTUP_FAILED_MESSAGE}
+    for secret in secrets:
+        assert secret not in result["body"]
+
+
+def test_the_bundled_digest_is_enforced_for_another_model_uri(
+    lambda_env: Bundle, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    other = tmp_path / "elsewhere" / "model.joblib"
+    other.parent.mkdir()
+    joblib.dump(LogisticRegression().fit([[0.0, 1.0], [1.0, 0.0]], [0, 1]), other)
+    monkeypatch.setenv("MODELDEPLOY_MODEL_URI", str(other))
+    with caplog.at_level(logging.ERROR, logger=function.__name__):
+        result = _invoke(_predict_event(lambda_env.api_key))
+    _assert_generic_startup_failure(result, str(other), "sha256")
+    [record] = [r for r in caplog.records if r.getMessage() == "model cannot be served"]
+    assert str(record.__dict__["error"]).startswith(f"sha256 mismatch for {other}")
+    assert "\n" not in str(record.__dict__["error"])
+    # The same bytes under another name are served: the digest, not the path, is what is pinned.
+    other.write_bytes((lambda_env.root / "model" / "model.joblib").read_bytes())
+    assert _invoke(_predict_event(lambda_env.api_key))["statusCode"] == 200  # a failed load is not cached
+
+
+def test_a_digest_other_than_the_bundled_one_is_refused(
+    lambda_env: Bundle, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("MODELDEPLOY_MODEL_SHA256", "0" * 64)
+    with caplog.at_level(logging.ERROR, logger=function.__name__):
+        _assert_generic_startup_failure(_invoke(_predict_event(lambda_env.api_key)), "0" * 64)
+    assert any("the bundled digest is enforced" in str(getattr(r, "error", "")) for r in caplog.records)
     monkeypatch.delenv("MODELDEPLOY_MODEL_SHA256")
-    assert _invoke(event)["statusCode"] == 200  # a failed load is not cached
+    assert _invoke(_predict_event(lambda_env.api_key))["statusCode"] == 200
 
 
-def test_missing_bundle_answers_503_naming_the_config(
-    lambda_env: Bundle, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+def test_missing_bundle_answers_a_generic_500_and_logs_the_config_path(
+    lambda_env: Bundle, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
-    result = _invoke(make_event(HTTP_API, "GET", "/v2/health/ready"))
-    assert result["statusCode"] == 503
-    assert f"cannot read {tmp_path / 'modeldeploy-lambda.json'}" in json.loads(result["body"])["error"]
+    with caplog.at_level(logging.ERROR, logger=function.__name__):
+        result = _invoke(make_event(HTTP_API, "GET", "/v2/health/ready"))
+    _assert_generic_startup_failure(result, str(tmp_path))
+    assert any(
+        f"cannot read {tmp_path / 'modeldeploy-lambda.json'}" in str(getattr(r, "error", ""))
+        for r in caplog.records
+    )
+
+
+def test_a_bad_hand_written_keys_json_is_one_clear_error_at_start(
+    lambda_env: Bundle, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    hashed = mint_key("hand-written").hashed
+    entry = {"id": hashed.key_id, "client": "c", "salt": "not-hex!", "sha256": hashed.sha256}
+    monkeypatch.setenv("MODELDEPLOY_API_KEYS_JSON", json.dumps({"version": 1, "keys": [entry]}))
+    with caplog.at_level(logging.ERROR, logger=function.__name__):
+        result = _invoke(_predict_event(lambda_env.api_key))
+    _assert_generic_startup_failure(result)
+    [record] = [r for r in caplog.records if r.getMessage() == "model cannot be served"]
+    assert record.__dict__["error"] == (
+        "MODELDEPLOY_API_KEYS_JSON: keys[0].salt must be an even number of lower-case hexadecimal "
+        "characters (got 'not-hex!')"
+    )
+    assert function._runtime is None  # nothing is served with keys that cannot be checked
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("where", ["header", "query", "cookie"])
+def test_values_outside_latin1_are_a_400(kind: str, where: str, lambda_env: Bundle) -> None:
+    event = (
+        _predict_event(lambda_env.api_key)
+        if kind == HTTP_API
+        else make_event(
+            kind,
+            "POST",
+            f"/v1/models/{MODEL_NAME}:predict",
+            _json({"instances": ROWS}),
+            {"X-API-Key": lambda_env.api_key},
+        )
+    )
+    if where == "header":
+        event["headers"]["x-note"] = "snowman \u2603"
+        if "multiValueHeaders" in event:
+            event["multiValueHeaders"]["x-note"] = ["snowman \u2603"]
+    elif where == "query":
+        if kind == REST_API:
+            event["queryStringParameters"] = {"q": "\u2603"}
+        else:
+            event["rawQueryString"] = "q=\u2603"
+    elif kind == REST_API:
+        event["multiValueHeaders"]["cookie"] = ["c=\u2603"]
+    else:
+        event["cookies"] = ["c=\u2603"]
+    result = _invoke(event)
+    assert result["statusCode"] == 400
+    assert "outside ISO-8859-1 (Latin-1)" in json.loads(result["body"])["error"]
+    # Latin-1 that is not ASCII is carried as HTTP carries it.
+    event = make_event(
+        kind,
+        "POST",
+        f"/v1/models/{MODEL_NAME}:predict",
+        _json({"instances": ROWS}),
+        {"X-API-Key": lambda_env.api_key, "X-Note": "caf\u00e9"},
+    )
+    assert _invoke(event)["statusCode"] == 200

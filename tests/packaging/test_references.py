@@ -87,12 +87,20 @@ def test_stores_are_chosen_by_location(tmp_path: Path) -> None:
     [
         ([], "must be an object with 'versions' and 'aliases' objects"),
         ({"versions": {"1": {"sha256": "x"}}, "aliases": {}}, "version '1' lacks artifact, sha256 or format"),
-        (
-            {
-                "versions": {"1": {"artifact": "../../etc/passwd", "sha256": "x", "format": "joblib"}},
-                "aliases": {},
-            },
-            "version '1' points outside the model's folder",
+        *(
+            (
+                {"versions": {"1": {"artifact": artifact, "sha256": "x", "format": "joblib"}}, "aliases": {}},
+                f"version '1' has artifact .*, not a path inside the model's folder: file name .* {problem}",
+            )
+            for artifact, problem in [
+                ("../../etc/passwd", "starts with a dot"),
+                ("1/..%2Fevil", "starts with a dot"),
+                ("1/model.joblib/", "is empty"),
+                ("/etc/passwd", "is empty"),
+                ("1/..\\..\\evil", "starts with a dot"),
+                ("1/a\\b", "contains a path separator"),
+                ("1/model\u0000.joblib", "contains a control character"),
+            ]
         ),
         ({"versions": {}, "aliases": {"production": "1"}}, "alias 'production' lacks a version"),
     ],

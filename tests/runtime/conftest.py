@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -37,6 +38,18 @@ from tests.support import free_port, stop_process, wait_until
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME = [sys.executable, "-m", "modeldeploy_runtime"]
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+def read_response_head(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    """What a raw socket receives up to the end of the response headers (or until it is closed)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def sha256_file(path: Path) -> str:
@@ -101,7 +114,14 @@ class RuntimeProcess:
 def launch_runtime(
     log_dir: Path, *, wait: bool = True, scheme: str = "http", env: dict[str, str] | None = None, **flags: Any
 ) -> RuntimeProcess:
-    """Starts ``serve`` with the given flags (``model_uri=...`` → ``--model-uri ...``) on free ports."""
+    """Starts ``serve`` with the given flags (``model_uri=...`` → ``--model-uri ...``) on free ports.
+
+    A local joblib ``model_uri`` is passed with its digest (``--model-sha256``) unless the caller
+    gives one: the runtime refuses to unpickle an unverified artifact.
+    """
+    model_uri = flags.get("model_uri")
+    if isinstance(model_uri, Path) and model_uri.suffix == ".joblib" and "model_sha256" not in flags:
+        flags["model_sha256"] = sha256_file(model_uri)
     port, metrics_port = free_port(), free_port()
     arguments = ["serve", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(metrics_port)]
     for name, value in flags.items():

@@ -10,12 +10,17 @@ import pytest
 
 from modeldeploy_runtime.serving.dataplane import DataPlane, NotStartedError
 from modeldeploy_runtime.serving.model import PREDICT, PREDICT_PROBA, InputError, load_model
-from tests.runtime.conftest import IRIS_ROW
+from tests.runtime.conftest import IRIS_ROW, sha256_file
 
 
 def _iris_dataplane(path: Path, batches: list[int]) -> DataPlane:
     model = load_model(
-        path, name="iris", version="v1", model_format="joblib", expected_sha256=None, trusted_types=[]
+        path,
+        name="iris",
+        version="v1",
+        model_format="joblib",
+        expected_sha256=sha256_file(path),
+        trusted_types=[],
     )
     return DataPlane(
         model, batch_max_size=64, batch_max_delay_ms=2.0, on_batch=lambda rows, _: batches.append(rows)

@@ -13,21 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.runtime.conftest import RuntimeProcess
+from tests.runtime.conftest import RuntimeProcess, read_response_head
 from tests.support import wait_until
 
 SLOW_SECONDS = 1.5
-
-
-def _read_response(sock: socket.socket, timeout: float = 10.0) -> bytes:
-    sock.settimeout(timeout)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def test_declared_oversized_body_gets_413_before_it_is_sent(iris_runtime: RuntimeProcess) -> None:
@@ -36,7 +25,7 @@ def test_declared_oversized_body_gets_413_before_it_is_sent(iris_runtime: Runtim
             b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: 100000000\r\n\r\n"
         )
-        response = _read_response(sock)  # nothing of the 100 MB body was sent
+        response = read_response_head(sock)  # nothing of the 100 MB body was sent
     assert response.startswith(b"HTTP/1.1 413 ")
 
 
@@ -49,7 +38,7 @@ def test_chunked_oversized_body_gets_413_while_streaming(iris_runtime: RuntimePr
         )
         for _ in range(5):  # 80 KB against a 64 KiB limit, and the terminating chunk never comes
             sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-        response = _read_response(sock)
+        response = read_response_head(sock)
     assert response.startswith(b"HTTP/1.1 413 ")
 
 
@@ -67,14 +56,14 @@ def test_slow_headers_are_cut_off(
     with socket.create_connection(("127.0.0.1", runtime.port)) as sock:
         started = time.monotonic()
         sock.sendall(b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\n")  # and then nothing more
-        response = _read_response(sock)
+        response = read_response_head(sock)
         elapsed = time.monotonic() - started
         assert sock.recv(1024) == b""  # closed
     assert response.startswith(b"HTTP/1.1 408 ")
     assert 0.8 <= elapsed < 5
     # A connection that sends nothing at all is closed too.
     with socket.create_connection(("127.0.0.1", runtime.port)) as sock:
-        assert _read_response(sock).startswith(b"HTTP/1.1 408 ")
+        assert read_response_head(sock).startswith(b"HTTP/1.1 408 ")
     # Prompt clients are unaffected, including on a kept-alive connection used after a pause.
     with httpx.Client(base_url=runtime.url) as client:
         assert client.get("/v2/health/live").status_code == 200

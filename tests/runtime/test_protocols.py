@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.ensemble import HistGradientBoostingClassifier
 
+from modeldeploy_runtime.apikeys import mint_key, render_keys_file
 from tests.runtime.conftest import IRIS_ROW, RuntimeProcess, sha256_file, v2_body
 
 EXPECTED_CLASSES = [0, 1, 2]
@@ -225,3 +227,47 @@ def test_skops_model_over_https(
     assert runtime.client.get("/v2/models/iris").json()["parameters"]["format"] == "skops"
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{runtime.port}/v2/health/live", timeout=5.0).raise_for_status()
+
+
+def test_tls_serves_https_only_on_the_serving_port_and_metrics_stay_plain(
+    start_runtime: Callable[..., RuntimeProcess],
+    models: dict[str, Path],
+    tls_files: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:
+    """As a kubernetes.io/tls Secret volume provides them: tls.crt and tls.key in one folder."""
+    cert, key = tls_files
+    mount = tmp_path / "tls"
+    mount.mkdir()
+    (mount / "tls.crt").write_bytes(cert.read_bytes())
+    (mount / "tls.key").write_bytes(key.read_bytes())
+    minted = mint_key("tls-client")
+    keys = tmp_path / "keys.json"
+    keys.write_text(render_keys_file([minted.hashed]))
+    runtime = start_runtime(
+        model_uri=models["iris"],
+        model_name="iris",
+        auth_keys_file=keys,
+        scheme="https",
+        env={"MODELDEPLOY_TLS_CERT": str(mount / "tls.crt"), "MODELDEPLOY_TLS_KEY": str(mount / "tls.key")},
+    )
+    trust = ssl.create_default_context(cafile=str(cert))  # the generated certificate, verified
+    with httpx.Client(base_url=runtime.url, verify=trust, timeout=10.0) as verified:
+        response = verified.post(
+            "/v1/models/iris:predict", json={"instances": [IRIS_ROW]}, headers={"X-API-Key": minted.plaintext}
+        )
+        assert response.json() == {"predictions": [0]}
+        assert verified.get("/v2/health/ready").status_code == 200  # what an HTTPS probe asks
+    with pytest.raises(httpx.HTTPError):  # plain HTTP on the serving port gets no answer
+        httpx.get(f"http://127.0.0.1:{runtime.port}/v2/health/live", timeout=5.0).raise_for_status()
+    with pytest.raises(httpx.HTTPError):
+        httpx.post(
+            f"http://127.0.0.1:{runtime.port}/v1/models/iris:predict",
+            json={"instances": [IRIS_ROW]},
+            headers={"X-API-Key": minted.plaintext},
+            timeout=5.0,
+        ).raise_for_status()
+    metrics = httpx.get(runtime.metrics_url, timeout=10.0)  # plain HTTP, unchanged
+    assert metrics.status_code == 200
+    assert "modeldeploy_requests_total" in metrics.text
+    assert '"url": "https://127.0.0.1:' in runtime.log()

@@ -13,10 +13,12 @@ from tests.runtime.conftest import IRIS_ROW, RuntimeProcess
 from tests.support import wait_until
 
 
+def _children(pid: int) -> set[int]:
+    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
 def _workers(runtime: RuntimeProcess) -> set[int]:
-    pid = runtime.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return {int(child) for child in children}
+    return _children(runtime.process.pid)
 
 
 def _two_workers(runtime: RuntimeProcess, without: int | None = None) -> set[int] | None:
@@ -31,6 +33,7 @@ def test_a_killed_worker_is_replaced(
     runtime = start_runtime(model_uri=models["iris"], model_name="iris", workers=2)
     before = wait_until("two workers", lambda: _two_workers(runtime), timeout=10)
     victim = min(before)
+    [decoder] = _children(victim)  # each worker forks one helper that decodes large bodies
     os.kill(victim, signal.SIGKILL)
     after = wait_until("a replacement worker", lambda: _two_workers(runtime, without=victim), timeout=15)
     assert len(after & before) == 1
@@ -40,4 +43,7 @@ def test_a_killed_worker_is_replaced(
         )
         assert response.status_code == 200
     assert "worker exited unexpectedly" in runtime.log()
+    wait_until(
+        "the killed worker's helper to exit", lambda: not Path(f"/proc/{decoder}").exists(), timeout=10
+    )
     assert runtime.stop() == 0

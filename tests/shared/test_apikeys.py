@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -83,19 +84,34 @@ def test_rehashing_with_the_same_salt_is_stable() -> None:
     assert parse_key(minted.plaintext) == tuple(minted.plaintext.split("_")[1:])
 
 
+ID = "0123456789abcdef"
+
+
+def _entry(**fields: str) -> str:
+    """A keys file with one entry, well-formed except for ``fields``."""
+    entry = {"id": ID, "client": "c", "salt": "00" * 16, "sha256": "ab" * 32, **fields}
+    return json.dumps({"version": 1, "keys": [entry]})
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("not json", "not JSON"),
         ("[]", '"version": 1'),
         ('{"version": 1}', '"keys" list'),
-        ('{"version": 1, "keys": [{"id": "a"}]}', "keys[0].client"),
-        (
-            '{"version": 1, "keys": [{"id": "a", "client": "c", "salt": "00", "sha256": "x", "expiresAt": "soon"}]}',
-            "expiresAt",
-        ),
+        ('{"version": 1, "keys": [{"id": "a"}]}', "keys[0].id must be 16 lower-case hexadecimal"),
+        (f'{{"version": 1, "keys": [{{"id": "{ID}"}}]}}', "keys[0].client"),
+        (_entry(salt="not-hex"), "keys[0].salt must be an even number of lower-case hexadecimal characters"),
+        (_entry(salt="abc"), "keys[0].salt must be an even number"),
+        (_entry(sha256="x"), "keys[0].sha256 must be 64 lower-case hexadecimal characters (got 'x')"),
+        (_entry(expiresAt="soon"), "expiresAt"),
     ],
 )
 def test_malformed_keys_file_is_reported_with_the_field(text: str, message: str) -> None:
-    with pytest.raises(KeysFileError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(KeysFileError, match=re.escape(message)):
         parse_keys_file(text)
+
+
+def test_a_hand_written_entry_with_hex_fields_is_accepted() -> None:
+    [key] = parse_keys_file(_entry())
+    assert (key.key_id, key.salt) == (ID, "00" * 16)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -98,6 +99,18 @@ def render_keys_file(keys: Iterable[HashedKey]) -> str:
     return json.dumps({"version": HASHES_FILE_VERSION, "keys": entries}, indent=2, sort_keys=True) + "\n"
 
 
+# What each hex field of an entry must look like, checked at parse time so that a bad hand-written
+# file is one error at start rather than a failure on every request that presents the key.
+_HEX_FIELDS: dict[str, tuple[str, re.Pattern[str]]] = {
+    "id": (
+        f"{_KEY_ID_LENGTH} lower-case hexadecimal characters",
+        re.compile(rf"[0-9a-f]{{{_KEY_ID_LENGTH}}}"),
+    ),
+    "salt": ("an even number of lower-case hexadecimal characters", re.compile(r"(?:[0-9a-f]{2})+")),
+    "sha256": ("64 lower-case hexadecimal characters", re.compile(r"[0-9a-f]{64}")),
+}
+
+
 def _parse_entry(entry: object, position: int) -> HashedKey:
     if not isinstance(entry, Mapping):
         raise KeysFileError(f"keys[{position}] must be an object")
@@ -106,6 +119,9 @@ def _parse_entry(entry: object, position: int) -> HashedKey:
         value = entry.get(name)
         if not isinstance(value, str) or not value:
             raise KeysFileError(f"keys[{position}].{name} must be a non-empty string")
+        expected = _HEX_FIELDS.get(name)
+        if expected is not None and not expected[1].fullmatch(value):
+            raise KeysFileError(f"keys[{position}].{name} must be {expected[0]} (got {value!r})")
         fields[name] = value
     expires_raw = entry.get("expiresAt")
     expires_at = None

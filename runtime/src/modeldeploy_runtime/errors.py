@@ -17,6 +17,9 @@ class RequestError(Exception):
         self.status = status
         self.message = message
 
+    def __reduce__(self) -> tuple[type[RequestError], tuple[int, str]]:
+        return RequestError, (self.status, self.message)  # raised in the body decoding helper too
+
 
 class StartupError(Exception):
     """Serving cannot start; the message is one line for the operator to read."""

@@ -2,7 +2,10 @@
 
 S3 credentials come from the standard AWS environment variables and files (boto3's chain); an
 S3-compatible store is reached with ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``. HTTPS uses
-the system trust store (``SSL_CERT_FILE`` adds a private CA). Plain http:// is refused.
+the system trust store (``SSL_CERT_FILE`` adds a private CA). Plain http:// is refused, and so
+is a redirect that leaves https; at most ``MAX_REDIRECTS`` redirects are followed. Messages show
+URIs through :func:`~modeldeploy_runtime.artifact_uri.printable_uri`: a pre-signed URL's query
+string (its signature) is never logged.
 """
 
 from __future__ import annotations
@@ -12,12 +15,16 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from http.client import HTTPMessage
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
+
+from modeldeploy_runtime.artifact_uri import printable_uri
 
 CHUNK_BYTES = 1024 * 1024
 HTTP_TIMEOUT_SECONDS = 60.0
+MAX_REDIRECTS = 5
 
 
 class StorageError(Exception):
@@ -26,16 +33,6 @@ class StorageError(Exception):
 
 class ArtifactNotFoundError(StorageError):
     pass
-
-
-def artifact_basename(uri: str) -> str:
-    """The file name an artifact keeps locally: the last segment of the URI's path."""
-    parts = urlsplit(uri)
-    path = parts.path if parts.scheme else uri
-    name = unquote(path.rstrip("/").rsplit("/", 1)[-1])
-    if not name or name in (".", ".."):
-        raise StorageError(f"{uri}: the URI must end with a file name")
-    return name
 
 
 def s3_client() -> Any:
@@ -50,47 +47,75 @@ def _s3_chunks(uri: str) -> Iterator[bytes]:
 
     parts = urlsplit(uri)
     bucket, key = parts.netloc, parts.path.lstrip("/")
+    shown = printable_uri(uri)
     if not bucket or not key:
-        raise StorageError(f"{uri}: expected s3://<bucket>/<key>")
+        raise StorageError(f"{shown}: expected s3://<bucket>/<key>")
     try:
         response = s3_client().get_object(Bucket=bucket, Key=key)
     except ClientError as error:
         code = str(error.response.get("Error", {}).get("Code", ""))
         if code in ("NoSuchKey", "404", "NotFound"):
-            raise ArtifactNotFoundError(f"{uri}: no such object") from None
+            raise ArtifactNotFoundError(f"{shown}: no such object") from None
         raise StorageError(
-            f"{uri}: {code or 'error'}: {error.response.get('Error', {}).get('Message', '')}"
+            f"{shown}: {code or 'error'}: {error.response.get('Error', {}).get('Message', '')}"
         ) from None
     except BotoCoreError as error:
-        raise StorageError(f"{uri}: {error}") from None
+        raise StorageError(f"{shown}: {error}") from None
     body = response["Body"]
     try:
         yield from body.iter_chunks(CHUNK_BYTES)
     except BotoCoreError as error:
-        raise StorageError(f"{uri}: download interrupted: {error}") from None
+        raise StorageError(f"{shown}: download interrupted: {error}") from None
     finally:
         body.close()
 
 
+class HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows at most ``MAX_REDIRECTS`` redirects, each to https; anything else is a StorageError."""
+
+    def redirect_request(  # noqa: PLR0917 - urllib's signature
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        origin = printable_uri(req.full_url)
+        if urlsplit(newurl).scheme.lower() != "https":
+            fp.close()
+            raise StorageError(
+                f"{origin}: redirected (HTTP {code}) to {printable_uri(newurl)}, which is not https; refused"
+            )
+        if len(getattr(req, "redirect_dict", {})) >= MAX_REDIRECTS:
+            fp.close()
+            raise StorageError(f"{origin}: more than {MAX_REDIRECTS} redirects; refused")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def _https_chunks(uri: str) -> Iterator[bytes]:
-    context = ssl.create_default_context()
+    shown = printable_uri(uri)
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=ssl.create_default_context()), HttpsOnlyRedirects()
+    )
     request = urllib.request.Request(uri, headers={"User-Agent": "modeldeploy-runtime"})  # noqa: S310 - https only
     try:
-        response = urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS, context=context)  # noqa: S310
+        response = opener.open(request, timeout=HTTP_TIMEOUT_SECONDS)
     except urllib.error.HTTPError as error:
         if error.code == 404:
-            raise ArtifactNotFoundError(f"{uri}: HTTP 404") from None
-        raise StorageError(f"{uri}: HTTP {error.code} {error.reason}") from None
+            raise ArtifactNotFoundError(f"{shown}: HTTP 404") from None
+        raise StorageError(f"{shown}: HTTP {error.code} {error.reason}") from None
     except urllib.error.URLError as error:
-        raise StorageError(f"{uri}: {error.reason}") from None
+        raise StorageError(f"{shown}: {error.reason}") from None
     except OSError as error:
-        raise StorageError(f"{uri}: {error}") from None
+        raise StorageError(f"{shown}: {error}") from None
     with response:
         try:
             while chunk := response.read(CHUNK_BYTES):
                 yield chunk
         except OSError as error:
-            raise StorageError(f"{uri}: download interrupted: {error}") from None
+            raise StorageError(f"{shown}: download interrupted: {error}") from None
 
 
 def _file_chunks(uri: str) -> Iterator[bytes]:
@@ -100,9 +125,9 @@ def _file_chunks(uri: str) -> Iterator[bytes]:
             while chunk := source.read(CHUNK_BYTES):
                 yield chunk
     except FileNotFoundError:
-        raise ArtifactNotFoundError(f"{uri}: no such file") from None
+        raise ArtifactNotFoundError(f"{printable_uri(uri)}: no such file") from None
     except OSError as error:
-        raise StorageError(f"{uri}: {error.strerror}") from None
+        raise StorageError(f"{printable_uri(uri)}: {error.strerror}") from None
 
 
 def read_chunks(uri: str) -> Iterator[bytes]:
@@ -115,8 +140,10 @@ def read_chunks(uri: str) -> Iterator[bytes]:
     if scheme in ("", "file"):
         return _file_chunks(uri)
     if scheme == "http":
-        raise StorageError(f"{uri}: plain http:// is refused; use https://")
-    raise StorageError(f"{uri}: unsupported scheme {scheme!r}; expected s3://, https://, file:// or a path")
+        raise StorageError(f"{printable_uri(uri)}: plain http:// is refused; use https://")
+    raise StorageError(
+        f"{printable_uri(uri)}: unsupported scheme {scheme!r}; expected s3://, https://, file:// or a path"
+    )
 
 
 def is_remote(uri: str) -> bool:

@@ -67,6 +67,19 @@ def _without_stage(path: str, stage: Any) -> str:
     return path
 
 
+def _latin1(value: object, what: str) -> bytes:
+    """``value`` as HTTP carries it (ISO-8859-1); RequestError(400) naming ``what`` when it cannot be."""
+    try:
+        return str(value).encode("latin-1")
+    except UnicodeEncodeError:
+        raise RequestError(400, f"{what} contains characters outside ISO-8859-1 (Latin-1)") from None
+
+
+def _header_pair(name: object, value: object) -> tuple[bytes, bytes]:
+    encoded_name = _latin1(name, "a header name").lower()
+    return encoded_name, _latin1(value, f"header {encoded_name.decode('latin-1')!r}")
+
+
 def _header_pairs(event: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
     """Lower-case (name, value) pairs; REST events' ``multiValueHeaders`` win over ``headers``."""
     pairs: list[tuple[bytes, bytes]] = []
@@ -75,13 +88,13 @@ def _header_pairs(event: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
         for name, values in multi.items():
             for value in values if isinstance(values, list) else [values]:
                 if value is not None:
-                    pairs.append((str(name).lower().encode("latin-1"), str(value).encode("latin-1")))
+                    pairs.append(_header_pair(name, value))
         return pairs
     single = event.get("headers")
     if isinstance(single, Mapping):
         for name, value in single.items():
             if value is not None:
-                pairs.append((str(name).lower().encode("latin-1"), str(value).encode("latin-1")))
+                pairs.append(_header_pair(name, value))
     return pairs
 
 
@@ -101,7 +114,8 @@ def _body(event: Mapping[str, Any]) -> bytes:
 def parse_event(event: Any) -> HttpRequest:
     """The HTTP request in an API Gateway (REST or HTTP API) or function URL event.
 
-    Raises UnsupportedEventError for anything else, RequestError(400) for an undecodable body.
+    Raises UnsupportedEventError for anything else, RequestError(400) for an undecodable body or a
+    header, cookie or query value that HTTP cannot carry (outside Latin-1).
     """
     if not isinstance(event, Mapping):
         raise UnsupportedEventError(f"expected an HTTP event object, got {type(event).__name__}")
@@ -117,7 +131,7 @@ def parse_event(event: Any) -> HttpRequest:
         headers = _header_pairs(event)
         cookies = event.get("cookies")
         if isinstance(cookies, list) and cookies:
-            headers.append((b"cookie", "; ".join(str(c) for c in cookies).encode("latin-1")))
+            headers.append((b"cookie", _latin1("; ".join(str(c) for c in cookies), "a cookie")))
         source = http.get("sourceIp")
         version = "2.0"
     elif "httpMethod" in event:
@@ -136,7 +150,7 @@ def parse_event(event: Any) -> HttpRequest:
     return HttpRequest(
         method=method.upper(),
         path=_without_stage(path, context.get("stage")),
-        query_string=str(query).encode("latin-1"),
+        query_string=_latin1(query, "the query string"),
         headers=headers,
         body=_body(event),
         payload_version=version,

@@ -11,7 +11,10 @@ Configuration (environment variables; each ``MODELDEPLOY_*`` setting of ``serve`
 - ``MODELDEPLOY_LAMBDA_BUNDLE_DIR``: where ``lambda package``'s zip was unpacked; default
   ``$LAMBDA_TASK_ROOT`` (Lambda's ``/var/task``), else the working directory.
 - ``MODELDEPLOY_MODEL_URI``, ``_MODEL_NAME``, ``_MODEL_VERSION``, ``_MODEL_SHA256``,
-  ``_MODEL_FORMAT``: default to the bundle's model; a relative path is inside the bundle.
+  ``_MODEL_FORMAT``: default to the bundle's model; a relative path is inside the bundle. With a
+  bundle, its digest is enforced for whatever ``MODELDEPLOY_MODEL_URI`` names: another artifact
+  is served only if it is byte for byte the bundled one, and a different
+  ``MODELDEPLOY_MODEL_SHA256`` is a start-up error.
 - ``MODELDEPLOY_API_KEYS_JSON``: the API-key hashes file's JSON (hashes only), instead of the
   bundled ``apikeys.json`` or ``MODELDEPLOY_AUTH_KEYS_FILE``. With none of them, auth is off.
 """
@@ -48,6 +51,7 @@ log = logging.getLogger(__name__)
 
 ENV_BUNDLE_DIR = "MODELDEPLOY_LAMBDA_BUNDLE_DIR"
 ENV_API_KEYS_JSON = "MODELDEPLOY_API_KEYS_JSON"
+STARTUP_FAILED_MESSAGE = "the model cannot be served; the function's log says why"
 _TASK_ROOT = "LAMBDA_TASK_ROOT"
 _FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 
@@ -69,7 +73,7 @@ def bundle_root() -> Path:
 
 
 def _bundle_defaults(root: Path) -> dict[str, Any]:
-    """Settings the bundle supplies; each yields to its MODELDEPLOY_* variable when that is set."""
+    """Settings the bundle supplies; each but the digest yields to its MODELDEPLOY_* variable."""
     custom_model = _env_name("model_uri") in os.environ
     if custom_model and not (root / CONFIG_NAME).exists():
         return {}
@@ -77,16 +81,25 @@ def _bundle_defaults(root: Path) -> dict[str, Any]:
         bundled = read_config(root)
     except BundleError as error:
         raise StartupError(str(error)) from None
-    defaults: dict[str, Any] = {"model_name": bundled.name, "model_version": bundled.version}
-    if not custom_model:  # the digest and format describe the bundled artifact only
-        defaults.update(
-            model_uri=str(root / bundled.model_path),
-            model_sha256=bundled.sha256,
-            model_format=bundled.model_format,
-        )
+    defaults: dict[str, Any] = {
+        "model_name": bundled.name,
+        "model_version": bundled.version,
+        "model_format": bundled.model_format,
+    }
+    if not custom_model:
+        defaults["model_uri"] = str(root / bundled.model_path)
     if bundled.keys_file is not None:
         defaults["auth_keys_file"] = root / bundled.keys_file
-    return {name: value for name, value in defaults.items() if _env_name(name) not in os.environ}
+    chosen = {name: value for name, value in defaults.items() if _env_name(name) not in os.environ}
+    # The bundle pins the model: whatever MODELDEPLOY_MODEL_URI names must be the bundled artifact.
+    other_digest = os.environ.get(_env_name("model_sha256"), "").strip().lower()
+    if other_digest and other_digest != bundled.sha256:
+        raise StartupError(
+            f"{_env_name('model_sha256')} is {other_digest}, but the bundle's model has sha256 "
+            f"{bundled.sha256}; the bundled digest is enforced, so unset it or deploy a new bundle"
+        )
+    chosen["model_sha256"] = bundled.sha256
+    return chosen
 
 
 def read_lambda_config() -> LambdaConfig:
@@ -213,8 +226,11 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         return _error_result(error.status, error.message, version)
     try:
         runtime = current_runtime()
-    except StartupError as error:
+    except StartupError as error:  # the details (paths, buckets) are for the log, not the caller
         log.error("model cannot be served", extra={"error": str(error)})
-        return _error_result(503, f"model cannot be served: {error}", request.payload_version)
+        return _error_result(500, STARTUP_FAILED_MESSAGE, request.payload_version)
+    except Exception:
+        log.exception("model cannot be served")
+        return _error_result(500, STARTUP_FAILED_MESSAGE, request.payload_version)
     status, headers, body = runtime.respond(request)
     return render_result(status, headers, body, request.payload_version)

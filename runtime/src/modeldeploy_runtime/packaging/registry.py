@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from modeldeploy_runtime.artifact_uri import ArtifactNameError, check_file_name
 from modeldeploy_runtime.files import sha256_bytes
 from modeldeploy_runtime.package_layout import (
     METADATA_SUFFIX,
@@ -142,10 +143,14 @@ def _parse_index(store: RegistryStore, name: str, content: bytes) -> dict[str, A
             raise RegistryError(
                 f"registry index {where}: version {version!r} lacks artifact, sha256 or format"
             )
-        if entry["artifact"].startswith("/") or ".." in entry["artifact"].split("/"):
+        try:
+            for segment in entry["artifact"].split("/"):
+                check_file_name(segment)
+        except ArtifactNameError as error:
             raise RegistryError(
-                f"registry index {where}: version {version!r} points outside the model's folder"
-            )
+                f"registry index {where}: version {version!r} has artifact {entry['artifact']!r}, "
+                f"not a path inside the model's folder: {error}"
+            ) from None
     for alias, target in document["aliases"].items():
         if not isinstance(target, dict) or not isinstance(target.get("version"), str):
             raise RegistryError(f"registry index {where}: alias {alias!r} lacks a version")

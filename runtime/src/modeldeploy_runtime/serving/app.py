@@ -2,13 +2,22 @@
 
 A raw ASGI callable keeps the per-request cost to one route lookup, one JSON decode and one JSON
 encode (orjson), with no request-model objects. ``create_app`` is the only constructor.
+
+An inference request is bounded at each step: the API key is checked before the body is read;
+the body must arrive whole within ``body_timeout_seconds`` (else 408) and within
+``max_body_bytes`` (else 413); only then does it take one of ``max_concurrency`` slots (else 503),
+so clients trickling their bodies hold no slot. A body larger than ``json_offload_bytes`` is
+decoded by :class:`~modeldeploy_runtime.serving.body_decoding.BodyDecoder` in a helper process,
+so the event loop keeps answering ``/v2/health/live`` meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 import numpy as np
@@ -16,6 +25,7 @@ import orjson
 
 from modeldeploy_runtime.errors import RequestError
 from modeldeploy_runtime.serving.auth import UNAUTHORIZED_MESSAGE, Authenticator
+from modeldeploy_runtime.serving.body_decoding import BodyDecoder
 from modeldeploy_runtime.serving.dataplane import DataPlane, NotStartedError
 from modeldeploy_runtime.serving.metrics import PROTOCOL_NONE, PROTOCOL_V1, PROTOCOL_V2, RuntimeMetrics
 from modeldeploy_runtime.serving.model import PREDICT, InputError
@@ -32,6 +42,7 @@ Send = Callable[[Message], Awaitable[None]]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _LIVE_BODY = b'{"live":true}'
 _RETRY_AFTER_SECONDS = b"1"
+_CLOSING_STATUSES = frozenset({408, 413})  # the rest of the body may still be on its way
 
 
 class ClientDisconnectedError(Exception):
@@ -52,24 +63,29 @@ def _is_json_content_type(value: bytes | None) -> bool:
     return media == b"application/json" or media.endswith(b"+json")
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole body, or 413 as soon as it is known to exceed ``limit`` (declared or streamed)."""
+async def _read_body(scope: Scope, receive: Receive, limit: int, timeout: float) -> bytes:
+    """The whole body; 413 as soon as it is known to exceed ``limit`` (declared or streamed), 408
+    when it has not all arrived within ``timeout`` seconds."""
     declared = _header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(413, f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnectedError
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnectedError
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise RequestError(413, f"request body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise RequestError(408, f"request body not received within {timeout:g} seconds") from None
 
 
 class RuntimeApp:
@@ -81,8 +97,10 @@ class RuntimeApp:
         dataplane: DataPlane,
         metrics: RuntimeMetrics,
         authenticator: Authenticator,
+        decoder: BodyDecoder,
     ) -> None:
         self._settings = settings
+        self._decoder = decoder
         self._dataplane = dataplane
         self._metrics = metrics
         self._auth = authenticator
@@ -136,24 +154,16 @@ class RuntimeApp:
             if path.startswith("/v1")
             else PROTOCOL_NONE
         )
-        if self._inflight >= self._max_inflight:
-            await _respond(
-                send,
-                503,
-                b'{"error":"too many requests in flight; retry shortly"}',
-                extra=[(b"retry-after", _RETRY_AFTER_SECONDS)],
-            )
-            self._metrics.record_request(protocol, 503, time.perf_counter() - started)
-            return
-        self._inflight += 1
-        self._metrics.inflight_now.inc()
         status = 500
         try:
             status, body = await self._route(scope, receive, method, path)
-            await _respond(send, status, body, close=status == 413)
+            await _respond(send, status, body)
         except RequestError as error:
             status = error.status
-            await _respond(send, status, _error_body(error.message), close=status == 413)
+            retry = [(b"retry-after", _RETRY_AFTER_SECONDS)] if status == 503 else None
+            await _respond(
+                send, status, _error_body(error.message), close=status in _CLOSING_STATUSES, extra=retry
+            )
         except ClientDisconnectedError:
             status = 499
         except Exception:
@@ -161,9 +171,20 @@ class RuntimeApp:
             status = 500
             await _respond(send, 500, _error_body("internal error; see the server log"))
         finally:
+            self._metrics.record_request(protocol, status, time.perf_counter() - started)
+
+    @contextlib.contextmanager
+    def _inference_slot(self) -> Iterator[None]:
+        """One of ``max_concurrency`` slots for a request whose body has arrived; 503 when none is free."""
+        if self._inflight >= self._max_inflight:
+            raise RequestError(503, "too many requests in flight; retry shortly")
+        self._inflight += 1
+        self._metrics.inflight_now.inc()
+        try:
+            yield
+        finally:
             self._inflight -= 1
             self._metrics.inflight_now.dec()
-            self._metrics.record_request(protocol, status, time.perf_counter() - started)
 
     def _authorise(self, scope: Scope) -> None:
         reason = self._auth.check(scope["headers"])
@@ -238,17 +259,22 @@ class RuntimeApp:
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         if not _is_json_content_type(_header(scope, b"content-type")):
             raise RequestError(415, "expected Content-Type: application/json")
-        return await _read_body(scope, receive, self._settings.max_body_bytes)
+        settings = self._settings
+        return await _read_body(scope, receive, settings.max_body_bytes, settings.body_timeout_seconds)
 
     async def _infer_v2(self, scope: Scope, receive: Receive) -> bytes:
-        request = v2.parse_infer_request(await self._body(scope, receive), self._model)
-        results = await self._run(request.features, request.outputs)
-        return v2.render_infer_response(self._model, request, results)
+        body = await self._body(scope, receive)
+        with self._inference_slot():
+            request = await self._decoder.decode(v2.parse_infer_request, body)
+            results = await self._run(request.features, request.outputs)
+            return v2.render_infer_response(self._model, request, results)
 
     async def _predict_v1(self, scope: Scope, receive: Receive) -> bytes:
-        features = v1.parse_predict_request(await self._body(scope, receive), self._model)
-        results = await self._run(features, frozenset((PREDICT,)))
-        return v1.render_predict_response(results[PREDICT])
+        body = await self._body(scope, receive)
+        with self._inference_slot():
+            features = await self._decoder.decode(v1.parse_predict_request, body)
+            results = await self._run(features, frozenset((PREDICT,)))
+            return v1.render_predict_response(results[PREDICT])
 
     async def _run(self, features: np.ndarray, outputs: frozenset[str]) -> dict[str, np.ndarray]:
         try:
@@ -288,7 +314,11 @@ async def _respond(
 
 
 def create_app(
-    settings: RuntimeSettings, dataplane: DataPlane, metrics: RuntimeMetrics, authenticator: Authenticator
+    settings: RuntimeSettings,
+    dataplane: DataPlane,
+    metrics: RuntimeMetrics,
+    authenticator: Authenticator,
+    decoder: BodyDecoder,
 ) -> RuntimeApp:
     """The ASGI app for one model (see :func:`modeldeploy_runtime.serving.factory.build_app`)."""
-    return RuntimeApp(settings, dataplane, metrics, authenticator)
+    return RuntimeApp(settings, dataplane, metrics, authenticator, decoder)

@@ -14,13 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modeldeploy_runtime.apikeys import KeysFileError, KeyVerifier
+from modeldeploy_runtime.artifact_uri import printable_uri
 from modeldeploy_runtime.errors import StartupError
 from modeldeploy_runtime.fetch import FetchError, fetch_artifact
 from modeldeploy_runtime.serving.app import RuntimeApp, create_app
 from modeldeploy_runtime.serving.auth import Authenticator, FixedKeys, KeysFile, KeySource
+from modeldeploy_runtime.serving.body_decoding import BodyDecoder
 from modeldeploy_runtime.serving.dataplane import DataPlane
 from modeldeploy_runtime.serving.metrics import RuntimeMetrics
-from modeldeploy_runtime.serving.model import LoadedModel, ModelLoadError, load_model
+from modeldeploy_runtime.serving.model import (
+    LoadedModel,
+    ModelLoadError,
+    check_pickle_is_verified,
+    load_model,
+)
 from modeldeploy_runtime.serving.settings import RuntimeSettings
 from modeldeploy_runtime.storage import is_remote
 
@@ -39,18 +46,32 @@ def _resolve_model_path(settings: RuntimeSettings) -> Path:
 
 
 def load_configured_model(settings: RuntimeSettings) -> LoadedModel:
-    """The model ``settings`` name, fetched if remote and verified; StartupError (one line) if not servable."""
+    """The model ``settings`` name, fetched if remote and verified; StartupError (one line) if not servable.
+
+    Its warnings are logged here, for the server and Lambda alike.
+    """
     try:
-        return load_model(
+        # Before fetching: an unverified pickle is refused without downloading it.
+        check_pickle_is_verified(
+            printable_uri(settings.model_uri),
+            settings.resolved_format,
+            settings.model_sha256,
+            settings.allow_unverified_pickle,
+        )
+        model = load_model(
             _resolve_model_path(settings),
             name=settings.model_name,
             version=settings.model_version,
             model_format=settings.resolved_format,
             expected_sha256=settings.model_sha256,
             trusted_types=settings.trusted_types,
+            allow_unverified_pickle=settings.allow_unverified_pickle,
         )
     except ModelLoadError as error:
         raise StartupError(str(error)) from None
+    for warning in model.warnings:
+        log.warning(warning, extra={"model": model.name})
+    return model
 
 
 def api_keys(settings: RuntimeSettings, fixed: KeyVerifier | None = None) -> KeySource | None:
@@ -85,8 +106,12 @@ def build_app(
     keys: KeySource | None,
     *,
     batch_max_delay_ms: float | None = None,
+    decoder: BodyDecoder | None = None,
 ) -> ServingApp:
-    """Metrics, data plane and app for ``model``; ``batch_max_delay_ms`` overrides the setting."""
+    """Metrics, data plane and app for ``model``; ``batch_max_delay_ms`` overrides the setting.
+
+    Without a ``decoder`` (a started one, from the server's worker), bodies are decoded in place.
+    """
     metrics = RuntimeMetrics(model, batch_max_size=settings.batch_max_size)
     dataplane = DataPlane(
         model,
@@ -94,5 +119,7 @@ def build_app(
         batch_max_delay_ms=settings.batch_max_delay_ms if batch_max_delay_ms is None else batch_max_delay_ms,
         on_batch=metrics.record_batch,
     )
-    app = create_app(settings, dataplane, metrics, Authenticator(keys))
+    app = create_app(
+        settings, dataplane, metrics, Authenticator(keys), decoder or BodyDecoder(dataplane.description)
+    )
     return ServingApp(app, dataplane, metrics)

@@ -71,7 +71,7 @@ class RuntimeMetrics:
         )
         self.inflight = Gauge(
             "modeldeploy_inflight_requests",
-            "Requests being processed",
+            "Inference requests holding a concurrency slot (their body has arrived)",
             ["model"],
             multiprocess_mode="livesum",
             registry=self.registry,

@@ -1,8 +1,14 @@
 """Loading, verifying and calling one scikit-learn model.
 
 The artifact is read into memory once, its sha256 checked against the expected digest, and only
-then deserialised from those same bytes (no window between check and load). skops artifacts are
-loaded with a trusted-types allowlist from the runtime's settings, never from the artifact.
+then deserialised from those same bytes (no window between check and load). A joblib artifact is
+a pickle, which runs code when loaded, so it is refused without a digest unless the development
+flag ``allow_unverified_pickle`` is set. skops artifacts are loaded with a trusted-types allowlist
+from the runtime's settings, never from the artifact.
+
+The ``.metadata.json`` file beside the artifact is not covered by the digest, so it is
+informational only: it feeds version-mismatch warnings and the model's metadata, never a check
+on requests (the feature count comes from the estimator alone), and a bad one is a warning.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ log = logging.getLogger(__name__)
 PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
 MAX_CLASS_LABELS = 100  # above this many classes, the predictions metric drops its class label
+MAX_METADATA_BYTES = 1024 * 1024  # an informational file; a larger one is ignored
+MAX_VERSION_LENGTH = 64  # a version read from the metadata file is a metric label value
+ALLOW_UNVERIFIED_PICKLE_ENV = "MODELDEPLOY_ALLOW_UNVERIFIED_PICKLE"
 
 
 class ModelLoadError(Exception):
@@ -67,10 +76,10 @@ class ArtifactMetadata:
         versions = self.document.get("versions")
         for name in names:
             if isinstance(versions, dict) and isinstance(versions.get(name), str):
-                return str(versions[name])
+                return str(versions[name])[:MAX_VERSION_LENGTH]
             flat = self.document.get(f"{name.replace('-', '_')}_version")
             if isinstance(flat, str):
-                return flat
+                return flat[:MAX_VERSION_LENGTH]
         return None
 
     @property
@@ -82,17 +91,22 @@ class ArtifactMetadata:
         return self.library_version("joblib")
 
 
-def read_metadata(artifact: Path) -> ArtifactMetadata | None:
+def read_metadata(artifact: Path) -> tuple[ArtifactMetadata | None, str | None]:
+    """The metadata file beside ``artifact`` if there is a usable one, else a warning saying why not."""
     path = artifact.with_name(artifact.name + METADATA_SUFFIX)
-    if not path.is_file():
-        return None
     try:
+        if not path.is_file():
+            return None, None
+        if path.stat().st_size > MAX_METADATA_BYTES:
+            return None, f"metadata file {path} is larger than {MAX_METADATA_BYTES} bytes; ignored"
         document = orjson.loads(path.read_bytes())
+    except OSError as error:
+        return None, f"metadata file {path} is unreadable ({error.strerror or error}); ignored"
     except orjson.JSONDecodeError as error:
-        raise ModelLoadError(f"metadata file {path} is not JSON: {error}") from None
+        return None, f"metadata file {path} is not JSON ({error}); ignored"
     if not isinstance(document, dict):
-        raise ModelLoadError(f"metadata file {path} must hold a JSON object")
-    return ArtifactMetadata(document)
+        return None, f"metadata file {path} does not hold a JSON object; ignored"
+    return ArtifactMetadata(document), None
 
 
 def version_mismatches(meta: ArtifactMetadata | None) -> list[str]:
@@ -218,6 +232,25 @@ class LoadedModel:
             log.warning("warm-up on a zero row failed; serving anyway", extra={"error": str(error)})
 
 
+def check_pickle_is_verified(
+    what: str, model_format: ModelFormat, expected_sha256: str | None, allow_unverified_pickle: bool
+) -> str | None:
+    """Raises ModelLoadError for a joblib artifact without a digest; a warning when the flag allows it."""
+    if model_format != "joblib" or expected_sha256 is not None:
+        return None
+    if not allow_unverified_pickle:
+        raise ModelLoadError(
+            f"refusing to load {what}: a joblib artifact is a pickle, which runs code when it is loaded, "
+            "and no --model-sha256 was given to verify it; pass its digest (`modeldeploy-runtime registry "
+            "resolve` or `sha256sum` prints it), or for local development only set "
+            f"{ALLOW_UNVERIFIED_PICKLE_ENV}=1"
+        )
+    return (
+        f"UNVERIFIED PICKLE: {what} was loaded without a sha256 because {ALLOW_UNVERIFIED_PICKLE_ENV} "
+        "is set; anyone who can change the file can run code in this process. Development only."
+    )
+
+
 def load_model(
     path: Path,
     *,
@@ -226,15 +259,18 @@ def load_model(
     model_format: ModelFormat,
     expected_sha256: str | None,
     trusted_types: list[str],
+    allow_unverified_pickle: bool = False,
 ) -> LoadedModel:
     started = time.perf_counter()
+    unverified = check_pickle_is_verified(str(path), model_format, expected_sha256, allow_unverified_pickle)
     try:
         data = path.read_bytes()
     except OSError as error:
         raise ModelLoadError(f"cannot read model file {path}: {error.strerror}") from None
     digest = verify_digest(data, expected_sha256, path)
-    meta = read_metadata(path)
-    found_warnings = version_mismatches(meta)
+    meta, metadata_problem = read_metadata(path)
+    found_warnings = [found for found in (unverified, metadata_problem) if found is not None]
+    found_warnings += version_mismatches(meta)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -250,9 +286,7 @@ def load_model(
             found_warnings.append(str(warning.message).splitlines()[0])
     if not callable(getattr(estimator, PREDICT, None)):
         raise ModelLoadError(f"{path} holds a {type(estimator).__name__}, which has no predict method")
-    n_features = getattr(estimator, "n_features_in_", None)
-    if n_features is None and meta is not None:
-        n_features = meta.document.get("n_features_in")
+    n_features = getattr(estimator, "n_features_in_", None)  # never from the unverified metadata file
     raw_classes = getattr(estimator, "classes_", None)
     classes = np.asarray(raw_classes).tolist() if raw_classes is not None else None
     outputs = (PREDICT, PREDICT_PROBA) if callable(getattr(estimator, PREDICT_PROBA, None)) else (PREDICT,)

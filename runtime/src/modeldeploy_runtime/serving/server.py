@@ -24,6 +24,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from modeldeploy_runtime.errors import StartupError
 from modeldeploy_runtime.serving.auth import KeySource
+from modeldeploy_runtime.serving.body_decoding import BodyDecoder
 from modeldeploy_runtime.serving.factory import api_keys, build_app, load_configured_model
 from modeldeploy_runtime.serving.metrics import RuntimeMetrics, forget_process, serve_metrics
 from modeldeploy_runtime.serving.model import LoadedModel
@@ -103,7 +104,9 @@ def _run_worker(
     settings: RuntimeSettings, model: LoadedModel, keys: KeySource | None, sock: socket.socket
 ) -> int:
     """The body of one forked worker; returns its exit code."""
-    serving = build_app(settings, model, keys)
+    decoder = BodyDecoder(model.describe(), offload_bytes=settings.json_offload_bytes)
+    decoder.start()  # forks the decoding helper before uvicorn starts any thread
+    serving = build_app(settings, model, keys, decoder=decoder)
     dataplane = serving.dataplane
     config = uvicorn.Config(
         serving.app,
@@ -140,7 +143,10 @@ def _run_worker(
             return bool(await super().on_tick(counter))
 
     server = DrainingServer(config)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        decoder.stop()
     return 0 if server.started else 3
 
 
@@ -239,8 +245,6 @@ def serve(settings: RuntimeSettings) -> int:
     """
     keys = api_keys(settings)  # a bad keys file stops the start before the model loads
     model = load_configured_model(settings)
-    for warning in model.warnings:
-        log.warning(warning, extra={"model": model.name})
     log.info(
         "model loaded",
         extra={

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from modeldeploy_runtime.artifact_uri import printable_uri
 from modeldeploy_runtime.package_layout import NAME_PATTERN, NAME_RULE, ModelFormat, format_of_file
 
 ENV_PREFIX = "MODELDEPLOY_"
@@ -36,6 +37,11 @@ class RuntimeSettings(BaseSettings):
     )
     model_format: ModelFormat | None = Field(
         None, description="joblib or skops; default: from the file extension (.skops, else joblib)"
+    )
+    allow_unverified_pickle: bool = Field(
+        False,
+        description="DEVELOPMENT ONLY: load a joblib artifact (a pickle, which runs code when loaded) "
+        "without --model-sha256; logged as a warning at start",
     )
     trusted_types: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -70,6 +76,20 @@ class RuntimeSettings(BaseSettings):
     )
     header_timeout_seconds: float = Field(
         10.0, gt=0, le=600, description="a client must send its request headers within this time"
+    )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="a client must send its whole request body within this time after its headers, "
+        "else 408 and close",
+    )
+    json_offload_bytes: int = Field(
+        256 * 1024,
+        ge=0,
+        le=1024**3,
+        description="request bodies larger than this are decoded on a thread, off the event loop, so "
+        "health checks stay responsive (0 = always)",
     )
     keep_alive_seconds: int = Field(5, ge=1, le=3600, description="idle keep-alive connection timeout")
     shutdown_delay_seconds: float = Field(
@@ -158,6 +178,8 @@ def describe_validation_error(error: ValidationError) -> list[str]:
             continue
         field = location[0]
         got = item.get("input")
+        if field == "model_uri" and isinstance(got, str):
+            got = printable_uri(got)  # a pre-signed URL's signature is never printed
         shown = "" if item["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"{flag_name(field)} / {ENV_PREFIX}{field.upper()}: {message}{shown}")
     return lines
