@@ -224,8 +224,8 @@ def test_tls_mounts_the_secret_and_switches_probes_port_name_and_url_to_https() 
         "volumeMounts"
     ]
     assert container["env"][:2] == [
-        {"name": "MODELDEPLOY_TLS_CERT_FILE", "value": "/var/run/modeldeploy/tls/tls.crt"},
-        {"name": "MODELDEPLOY_TLS_KEY_FILE", "value": "/var/run/modeldeploy/tls/tls.key"},
+        {"name": "MODELDEPLOY_TLS_CERT", "value": "/var/run/modeldeploy/tls/tls.crt"},
+        {"name": "MODELDEPLOY_TLS_KEY", "value": "/var/run/modeldeploy/tls/tls.key"},
     ]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["scheme"] == "HTTPS"

@@ -32,6 +32,13 @@ GRACE = timedelta(seconds=300)
     [
         ("s3://models/iris/3/model.joblib", Scheme.S3, "/model/model.joblib", None),
         ("https://example.com/a/b.skops?sig=1", Scheme.HTTPS, "/model/b.skops", None),
+        # the same decoded name the fetcher writes (modeldeploy_runtime.artifact_uri)
+        (
+            "https://example.com/a/my%20model.joblib?X-Amz-Signature=x",
+            Scheme.HTTPS,
+            "/model/my model.joblib",
+            None,
+        ),
         ("pvc://models/iris/3/model.joblib", Scheme.PVC, "/mnt/models/iris/3/model.joblib", "models"),
         ("file:///opt/models/iris.joblib", Scheme.FILE, "/opt/models/iris.joblib", None),
     ],
@@ -42,7 +49,17 @@ def test_model_uri_maps_to_a_path_in_the_pod(uri: str, scheme: Scheme, path: str
     assert location.remote == (scheme in (Scheme.S3, Scheme.HTTPS))
 
 
-@pytest.mark.parametrize("uri", ["gs://b/k", "s3://bucket/dir/", "pvc://claim", "pvc:///path", "http://x/y"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "gs://b/k",
+        "s3://bucket/dir/",
+        "pvc://claim",
+        "pvc:///path",
+        "http://x/y",
+        "https://h/a/..%2F..%2Fevil",
+    ],
+)
 def test_unsupported_uris_are_rejected_with_the_field_name(uri: str) -> None:
     with pytest.raises(InvalidModelURIError, match=r"spec\.model\.uri"):
         parse_model_uri(uri, model_dir="/model")

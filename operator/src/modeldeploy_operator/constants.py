@@ -92,8 +92,8 @@ CLIENT_KEY_DATA_KEY: Final = "api-key"
 TLS_DIR: Final = "/var/run/modeldeploy/tls"
 TLS_CERT_KEY: Final = "tls.crt"  # the data keys of a kubernetes.io/tls Secret
 TLS_KEY_KEY: Final = "tls.key"
-ENV_TLS_CERT_FILE: Final = "MODELDEPLOY_TLS_CERT_FILE"  # the runtime's settings for HTTPS
-ENV_TLS_KEY_FILE: Final = "MODELDEPLOY_TLS_KEY_FILE"
+ENV_TLS_CERT_FILE: Final = "MODELDEPLOY_TLS_CERT"  # the runtime's settings for HTTPS
+ENV_TLS_KEY_FILE: Final = "MODELDEPLOY_TLS_KEY"
 
 CONTAINER_RUNTIME: Final = "runtime"
 CONTAINER_FETCH: Final = "fetch-model"

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from modeldeploy_operator.constants import ANNOTATION_ROTATE, PVC_MOUNT_DIR
+from modeldeploy_runtime.artifact_uri import ArtifactNameError, artifact_basename
 
 
 class _Spec(BaseModel):
@@ -140,9 +141,10 @@ def parse_model_uri(uri: str, *, model_dir: str) -> ModelLocation:
     """Map a model URI to the path the runtime serves from (pure; ``model_dir`` is the fetch dir)."""
     if uri.startswith(("s3://", "https://")):
         scheme = Scheme.S3 if uri.startswith("s3://") else Scheme.HTTPS
-        basename = posixpath.basename(uri.split("?", 1)[0].split("#", 1)[0])
-        if not basename:
-            raise InvalidModelURIError(f"spec.model.uri {uri!r} must end with a file name")
+        try:  # the fetcher decodes the name the same way, so both sides agree on the file
+            basename = artifact_basename(uri)
+        except ArtifactNameError as error:
+            raise InvalidModelURIError(f"spec.model.uri: {error}") from error
         return ModelLocation(scheme, uri, posixpath.join(model_dir, basename), remote=True)
     if uri.startswith("pvc://"):
         claim, _, path = uri.removeprefix("pvc://").partition("/")
