@@ -19,6 +19,11 @@ ArtifactFormat = Literal["joblib", "skops"]
 FORMATS: tuple[str, ...] = get_args(ArtifactFormat)
 METADATA_SUFFIX = ".metadata.json"
 ARTIFACT_STEM = "model"
+# ``package --onnx`` adds this file beside the artifact; the package metadata's ``onnx`` block
+# records its sha256, and the file carries what serving needs under this metadata_props key.
+ONNX_FORMAT = "onnx"
+ONNX_ARTIFACT = f"{ARTIFACT_STEM}.{ONNX_FORMAT}"
+ONNX_METADATA_KEY = "modeldeploy"
 # The ModelDeployment CRD's rule for spec.model.version, used for names and aliases too: every
 # registered version can be deployed, and each is a safe path segment and S3 key part.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
@@ -40,6 +45,11 @@ class Package:
     def metadata_path(self) -> Path:
         return self.artifact.with_name(self.artifact.name + METADATA_SUFFIX)
 
+    @property
+    def onnx_artifact(self) -> Path | None:
+        """``model.onnx`` when the package was built with ``--onnx``."""
+        return self.directory / ONNX_ARTIFACT if isinstance(self.metadata.get(ONNX_FORMAT), dict) else None
+
 
 def check_identifier(kind: str, value: str) -> str:
     """``value`` if it is a safe name/version/alias (also a safe path segment); else PackagingError."""
@@ -57,6 +67,10 @@ def check_format(value: str) -> ArtifactFormat:
     if value == "skops":
         return "skops"
     raise PackagingError(f"unknown format {value!r}: expected one of {', '.join(FORMATS)}")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
@@ -95,12 +109,19 @@ def read_package(directory: Path) -> Package:
     check_identifier("version", document["version"])
     check_format(document["format"])
     artifact = metadata_path.with_name(metadata_path.name.removesuffix(METADATA_SUFFIX))
+    _check_unchanged(artifact, document["sha256"])
+    package = Package(directory=directory, artifact=artifact, metadata=document)
+    if package.onnx_artifact is not None:
+        _check_unchanged(package.onnx_artifact, str(document[ONNX_FORMAT].get("sha256")))
+    return package
+
+
+def _check_unchanged(artifact: Path, expected: str) -> None:
     try:
         actual = sha256_file(artifact)
     except OSError as error:
         raise PackagingError(f"cannot read artifact {artifact}: {error.strerror or error}") from None
-    if actual != document["sha256"]:
+    if actual != expected:
         raise PackagingError(
-            f"{artifact} changed after packaging: sha256 is {actual}, metadata says {document['sha256']}"
+            f"{artifact} changed after packaging: sha256 is {actual}, metadata says {expected}"
         )
-    return Package(directory=directory, artifact=artifact, metadata=document)

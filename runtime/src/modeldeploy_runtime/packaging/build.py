@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import skops.io
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
@@ -31,6 +32,8 @@ from sklearn.utils.validation import check_is_fitted
 from modeldeploy_runtime.package_layout import (
     ARTIFACT_STEM,
     METADATA_SUFFIX,
+    ONNX_ARTIFACT,
+    ONNX_FORMAT,
     ArtifactFormat,
     Package,
     PackagingError,
@@ -38,6 +41,7 @@ from modeldeploy_runtime.package_layout import (
     check_identifier,
     utc_now,
 )
+from modeldeploy_runtime.packaging.onnx_export import DEFAULT_TOLERANCE, compile_to_onnx
 
 LIBRARIES = ("scikit-learn", "joblib", "numpy", "skops")
 
@@ -160,8 +164,14 @@ def package(
     format: str = "joblib",
     metadata: Mapping[str, Any] | None = None,
     trusted_types: Iterable[str] = (),
+    onnx_sample: np.ndarray | None = None,
+    onnx_tolerance: float = DEFAULT_TOLERANCE,
 ) -> Package:
-    """Serialise ``model`` into ``dest/<name>/<version>/`` with its metadata; never overwrites."""
+    """Serialise ``model`` into ``dest/<name>/<version>/`` with its metadata; never overwrites.
+
+    With ``onnx_sample`` (rows like those the model will serve), ``model.onnx`` is written too,
+    after :func:`compile_to_onnx` showed it answers like ``model`` on those rows.
+    """
     check_identifier("name", name)
     check_identifier("version", version)
     model_format = check_format(format)
@@ -175,6 +185,7 @@ def package(
     if target.exists():
         raise PackagingError(f"{target} already exists; a packaged version is never overwritten")
     data = serialise(model, model_format, trusted_types)
+    compiled = compile_to_onnx(model, onnx_sample, onnx_tolerance) if onnx_sample is not None else None
     artifact_name = f"{ARTIFACT_STEM}.{model_format}"
     document = build_metadata(
         model,
@@ -186,6 +197,8 @@ def package(
         user_metadata=user_metadata,
         created_at=utc_now(),
     )
+    if compiled is not None:
+        document[ONNX_FORMAT] = {"artifact": ONNX_ARTIFACT, **compiled.record}
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".partial", dir=target.parent))
@@ -194,6 +207,8 @@ def package(
     try:
         _write_file(staging / artifact_name, data)
         _write_file(staging / (artifact_name + METADATA_SUFFIX), _encode(document))
+        if compiled is not None:
+            _write_file(staging / ONNX_ARTIFACT, compiled.data)
         staging.chmod(0o755)
         # rename(2) refuses a non-empty target, so a version packaged meanwhile is not replaced.
         staging.rename(target)

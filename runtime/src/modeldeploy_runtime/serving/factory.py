@@ -32,6 +32,8 @@ def load_configured_model(settings: RuntimeSettings) -> LoadedModel:
             model_format=settings.resolved_format,
             expected_sha256=settings.model_sha256,
             trusted_types=settings.trusted_types,
+            onnx_threads=settings.onnx_threads,
+            onnx_provider=settings.onnx_provider,
         )
     except ModelLoadError as error:
         raise StartupError(str(error)) from None

@@ -17,12 +17,10 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import orjson
-from sklearn.utils import get_tags
 
-from modeldeploy_runtime.serving.settings import ModelFormat
+from modeldeploy_runtime.serving.settings import ModelFormat, OnnxProvider
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +128,14 @@ def _deserialise(data: bytes, model_format: ModelFormat, trusted_types: list[str
                 "review them and add them to --trusted-types if they are safe"
             )
         return skops.io.loads(data, trusted=list(trusted_types))
+    import joblib  # noqa: PLC0415 - the ONNX engine reads no pickle, so it imports neither joblib nor sklearn
+
     return joblib.load(io.BytesIO(data))
 
 
 def _allows_nan(estimator: Any) -> bool:
+    from sklearn.utils import get_tags  # noqa: PLC0415 - see _deserialise
+
     try:
         return bool(get_tags(estimator).input_tags.allow_nan)
     except Exception:
@@ -157,6 +159,13 @@ class LoadedModel:
     classes: list[Any] | None = None
     allow_nan: bool = False
     outputs: tuple[str, ...] = field(default=(PREDICT,))
+    engine: str = "sklearn"  # or "onnxruntime"
+    provider: str = "cpu"  # where predictions run: "cpu", or "cuda" for ONNX Runtime's CUDA provider
+
+    @property
+    def estimator_name(self) -> str:
+        """The class name of the estimator (for ONNX, the one it was converted from)."""
+        return str(getattr(self.estimator, "estimator_name", type(self.estimator).__name__))
 
     @property
     def is_classifier(self) -> bool:
@@ -211,6 +220,8 @@ def load_model(
     model_format: ModelFormat,
     expected_sha256: str | None,
     trusted_types: list[str],
+    onnx_threads: int = 1,
+    onnx_provider: OnnxProvider = "auto",
 ) -> LoadedModel:
     started = time.perf_counter()
     try:
@@ -218,6 +229,9 @@ def load_model(
     except OSError as error:
         raise ModelLoadError(f"cannot read model file {path}: {error.strerror}") from None
     digest = verify_digest(data, expected_sha256, path)
+    if model_format == "onnx":
+        return _load_onnx(data, path, name=name, version=version, digest=digest, started=started,
+                          threads=onnx_threads, provider=onnx_provider)  # fmt: skip
     meta = read_metadata(path)
     found_warnings = version_mismatches(meta)
     with warnings.catch_warnings(record=True) as caught:
@@ -255,4 +269,45 @@ def load_model(
         classes=classes if isinstance(classes, list) else None,
         allow_nan=_allows_nan(estimator),
         outputs=outputs,
+    )
+
+
+def _load_onnx(
+    data: bytes,
+    path: Path,
+    *,
+    name: str,
+    version: str,
+    digest: str,
+    started: float,
+    threads: int,
+    provider: OnnxProvider,
+) -> LoadedModel:
+    from modeldeploy_runtime.serving.onnx_model import (  # noqa: PLC0415 - onnxruntime only for ONNX
+        ENGINE,
+        PROVIDER_LABELS,
+        OnnxLoadError,
+        open_session,
+    )
+
+    try:
+        predictor, facts = open_session(data, path, threads=threads, provider=provider)
+    except OnnxLoadError as error:
+        raise ModelLoadError(str(error)) from None
+    return LoadedModel(
+        estimator=predictor,
+        name=name,
+        version=version,
+        sha256=digest,
+        model_format="onnx",
+        path=path,
+        metadata=read_metadata(path),
+        warnings=[],
+        load_seconds=time.perf_counter() - started,
+        n_features=facts.n_features,
+        classes=facts.classes,
+        allow_nan=False,
+        outputs=(PREDICT, PREDICT_PROBA) if PREDICT_PROBA in facts.output_names else (PREDICT,),
+        engine=ENGINE,
+        provider=PROVIDER_LABELS.get(predictor.provider, predictor.provider),
     )

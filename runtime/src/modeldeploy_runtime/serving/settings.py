@@ -17,7 +17,8 @@ ENV_PREFIX = "MODELDEPLOY_"
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
-ModelFormat = Literal["joblib", "skops"]
+ModelFormat = Literal["joblib", "skops", "onnx"]
+OnnxProvider = Literal["auto", "cpu", "cuda"]
 
 
 class RuntimeSettings(BaseSettings):
@@ -38,7 +39,16 @@ class RuntimeSettings(BaseSettings):
         None, description="expected sha256 of the artifact (64 hex); checked before deserialising"
     )
     model_format: ModelFormat | None = Field(
-        None, description="joblib or skops; default: from the file extension (.skops, else joblib)"
+        None,
+        description="joblib, skops or onnx; default: from the file extension (.skops, .onnx, else joblib)",
+    )
+    onnx_threads: int = Field(
+        1, ge=1, le=256, description="onnx only: ONNX Runtime intra-op threads per worker process"
+    )
+    onnx_provider: OnnxProvider = Field(
+        "auto",
+        description="onnx only: auto (CUDA when onnxruntime-gpu is installed and a GPU is mounted, "
+        "else CPU), cpu or cuda",
     )
     trusted_types: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -132,7 +142,8 @@ class RuntimeSettings(BaseSettings):
     def resolved_format(self) -> ModelFormat:
         if self.model_format is not None:
             return self.model_format
-        return "skops" if self.model_uri.lower().endswith(".skops") else "joblib"
+        suffix = self.model_uri.lower().rsplit(".", 1)[-1]
+        return "skops" if suffix == "skops" else "onnx" if suffix == "onnx" else "joblib"
 
     @property
     def tls(self) -> bool:

@@ -12,6 +12,8 @@ import orjson
 from modeldeploy_runtime import __version__
 from modeldeploy_runtime.errors import RequestError
 from modeldeploy_runtime.serving.model import PREDICT, PREDICT_PROBA, LoadedModel, installed_version
+from modeldeploy_runtime.serving.onnx_model import ENGINE as ONNX_ENGINE
+from modeldeploy_runtime.serving.onnx_model import PLATFORM as ONNX_PLATFORM
 from modeldeploy_runtime.serving.protocols.arrays import DUMP_OPTIONS, decode_json, to_array, to_json_value
 
 SERVER_NAME = "modeldeploy-runtime"
@@ -158,7 +160,9 @@ def model_metadata(model: LoadedModel) -> bytes:
     parameters: dict[str, Any] = {
         "format": model.model_format,
         "sha256": model.sha256,
-        "estimator": type(model.estimator).__name__,
+        "estimator": model.estimator_name,
+        "engine": model.engine,
+        "provider": model.provider,
         "sklearn_version": installed_version("scikit-learn"),
         "joblib_version": installed_version("joblib"),
         "artifact_sklearn_version": model.artifact_sklearn_version,
@@ -171,7 +175,7 @@ def model_metadata(model: LoadedModel) -> bytes:
     document = {
         "name": model.name,
         "versions": [model.version],
-        "platform": "sklearn",
+        "platform": ONNX_PLATFORM if model.engine == ONNX_ENGINE else "sklearn",
         "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, n_features]}],
         "outputs": outputs,
         "parameters": parameters,
