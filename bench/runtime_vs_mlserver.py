@@ -201,7 +201,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def runtime_server(model_path: Path, workers: int, log_dir: Path) -> Iterator[Server]:
+def runtime_server(model_path: Path, workers: int, log_dir: Path, label: str = "runtime") -> Iterator[Server]:
     port = free_port()
     command = [
         sys.executable, "-m", "modeldeploy_runtime", "serve", "--model-uri", str(model_path),
@@ -212,7 +212,7 @@ def runtime_server(model_path: Path, workers: int, log_dir: Path) -> Iterator[Se
     process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
     try:
         ready = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", process, 120, "modeldeploy-runtime")
-        yield Server(f"runtime(w={workers})", port, f"/v2/models/{MODEL_NAME}/infer", process, ready)
+        yield Server(f"{label}(w={workers})", port, f"/v2/models/{MODEL_NAME}/infer", process, ready)
     finally:
         _stop(process)
         log.close()
@@ -220,8 +220,14 @@ def runtime_server(model_path: Path, workers: int, log_dir: Path) -> Iterator[Se
 
 @contextmanager
 def mlserver_server(
-    model_path: Path, parallel_workers: int, mlserver: Path, log_dir: Path
+    model_path: Path,
+    parallel_workers: int,
+    mlserver: Path,
+    log_dir: Path,
+    batching: tuple[int, float] | None = None,
 ) -> Iterator[Server]:
+    """MLServer serving ``model_path``; ``batching`` = (max_batch_size, max_batch_time in s) turns
+    its adaptive batching on."""
     port, grpc_port, metrics_port = free_port(), free_port(), free_port()
     root = Path(tempfile.mkdtemp(prefix="mlserver-", dir=log_dir))
     model_dir = root / MODEL_NAME
@@ -245,6 +251,7 @@ def mlserver_server(
                 "name": MODEL_NAME,
                 "implementation": "mlserver_sklearn.SKLearnModel",
                 "parameters": {"uri": "./model.joblib", "version": "v1"},
+                **({"max_batch_size": batching[0], "max_batch_time": batching[1]} if batching else {}),
             }
         )
     )
@@ -254,9 +261,10 @@ def mlserver_server(
     )
     try:
         ready = wait_ready(f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/ready", process, 180, "MLServer")
-        yield Server(
-            f"mlserver(pw={parallel_workers})", port, f"/v2/models/{MODEL_NAME}/infer", process, ready
+        label = f"mlserver(pw={parallel_workers}" + (
+            f",batch={batching[0]}/{batching[1] * 1000:g}ms)" if batching else ")"
         )
+        yield Server(label, port, f"/v2/models/{MODEL_NAME}/infer", process, ready)
     finally:
         _stop(process)
         log.close()
