@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -51,12 +50,12 @@ from bench.runtime_vs_mlserver import (
     WRK_SCRIPT,
     Measurement,
     Server,
+    check_peer_and_load_generator,
     free_port,
     measure,
     mlserver_server,
     python_load,
     runtime_server,
-    setup_mlserver_venv,
     wait_ready,
 )
 from bench.runtime_vs_mlserver import _stop as stop_process
@@ -310,19 +309,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.smoke:
         args.requests, args.rounds, args.warmup, args.seconds, args.load_repeat = 60, 1, 10, 1.0, 1
         args.concurrency, args.workers = [1, 4], 1
-    mlserver = args.mlserver_venv / "bin" / "mlserver"
-    if args.setup_mlserver and not args.skip_mlserver:
-        setup_mlserver_venv(args.mlserver_venv)
-    if args.skip_mlserver:
-        args.mlserver = None
-    elif mlserver.exists():
-        args.mlserver = mlserver
-    else:
-        parser.error(
-            f"MLServer not found at {mlserver}: pass --setup-mlserver to install it, or --skip-mlserver"
-        )
-    if args.load_generator == "wrk" and shutil.which("wrk") is None:
-        parser.error("--load-generator wrk: wrk is not installed")
+    check_peer_and_load_generator(parser, args)
     return args
 
 

@@ -412,6 +412,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.requests, args.rounds, args.warmup, args.seconds = 60, 1, 10, 1.0
         args.concurrency = [1, 4]
         args.workers = 1
+    check_peer_and_load_generator(parser, args)
+    return args
+
+
+def check_peer_and_load_generator(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Sets ``args.mlserver`` (None with --skip-mlserver; installs it with --setup-mlserver) and
+    checks that wrk is there when asked for; ``parser.error`` otherwise."""
     mlserver = args.mlserver_venv / "bin" / "mlserver"
     if args.setup_mlserver and not args.skip_mlserver:
         setup_mlserver_venv(args.mlserver_venv)
@@ -425,7 +432,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         )
     if args.load_generator == "wrk" and shutil.which("wrk") is None:
         parser.error("--load-generator wrk: wrk is not installed")
-    return args
 
 
 def main(argv: list[str] | None = None) -> int:
