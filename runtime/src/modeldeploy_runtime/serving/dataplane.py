@@ -33,7 +33,8 @@ _FILL_POLL_SECONDS = 0.0001
 # A compiled (ONNX) model call expected to take less than this runs on the event loop itself:
 # handing it to the predict thread (submit, wake-up, a GIL hand-off each way, a loop wake-up per
 # result) costs more than the call, which is ~10-100 µs per batch. Its cost is about the same per
-# row every time, so rows x (recent seconds per row) predicts it. scikit-learn estimators (any
+# row every time, so rows x (recent CPU seconds per row) predicts it: CPU time of the calling
+# thread, which waiting for the GIL or for a core on a busy machine does not inflate. scikit-learn estimators (any
 # Python code, e.g. a model that sleeps) always run on the thread, so probes never wait on them.
 _INLINE_CALL_SECONDS = 0.001
 
@@ -67,7 +68,7 @@ class DataPlane:
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._call_seconds = 0.0  # moving average of one model call
-        self._row_seconds = 0.0  # moving average of a model call's seconds per row
+        self._row_seconds = 0.0  # moving average of a model call's CPU seconds per row
         self._inline_allowed = model.engine == ONNX_ENGINE
         self._last_batch_requests = 1
         self.warmed_up = False
@@ -80,8 +81,9 @@ class DataPlane:
     async def start(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         loop = asyncio.get_running_loop()
-        self._call_seconds = await loop.run_in_executor(self._executor, self._timed_warm_up)
-        self._row_seconds = self._call_seconds
+        self._call_seconds, self._row_seconds = await loop.run_in_executor(
+            self._executor, self._timed_warm_up
+        )
         self.warmed_up = True
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run_batches(self._queue), name="batcher")
@@ -132,13 +134,13 @@ class DataPlane:
             rows = sum(pending.features.shape[0] for pending in batch)
             try:
                 if self._inline_allowed and rows * self._row_seconds < _INLINE_CALL_SECONDS:
-                    elapsed = self._predict_batch(batch, loop.call_soon)
+                    elapsed, cpu = self._predict_batch(batch, loop.call_soon)
                 else:
-                    elapsed = await loop.run_in_executor(
+                    elapsed, cpu = await loop.run_in_executor(
                         self._executor, self._predict_batch, batch, loop.call_soon_threadsafe
                     )
                 self._call_seconds += (elapsed - self._call_seconds) * _EWMA_WEIGHT
-                self._row_seconds += (elapsed / rows - self._row_seconds) * _EWMA_WEIGHT
+                self._row_seconds += (cpu / rows - self._row_seconds) * _EWMA_WEIGHT
             except Exception:  # a bug, not bad input: fail these requests, keep serving
                 log.exception("prediction failed")
                 for pending in batch:
@@ -167,17 +169,18 @@ class DataPlane:
             self._take_more(queue, batch)
             rows = sum(pending.features.shape[0] for pending in batch)
 
-    def _timed_warm_up(self) -> float:
-        started = time.perf_counter()
+    def _timed_warm_up(self) -> tuple[float, float]:
+        """(wall, CPU) seconds of the warm-up call: a first guess at a model call, before any batch."""
+        started, cpu_started = time.perf_counter(), time.thread_time()
         self.model.warm_up()
-        return time.perf_counter() - started  # a first guess at a model call, before any batch
+        return time.perf_counter() - started, time.thread_time() - cpu_started
 
-    def _predict_batch(self, batch: list[_Pending], hand_back: Callable[..., object]) -> float:
+    def _predict_batch(self, batch: list[_Pending], hand_back: Callable[..., object]) -> tuple[float, float]:
         """Runs on the predict thread (or inline); ``hand_back`` schedules results on the event loop.
 
-        Returns the seconds it took: the model's time, without the hand-offs to and from the thread.
+        Returns (wall, CPU) seconds of this thread: the model's time, without the hand-offs.
         """
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         if len(batch) > 1:
             try:
                 outputs = frozenset().union(*(pending.outputs for pending in batch))
@@ -193,7 +196,7 @@ class DataPlane:
                     part = {name: results[name][start:end] for name in pending.outputs}
                     hand_back(_resolve, pending.future, part, None)
                     start = end
-                return time.perf_counter() - started
+                return time.perf_counter() - started, time.thread_time() - cpu_started
         for pending in batch:
             try:
                 results = self.model.run(pending.features, pending.outputs)
@@ -202,7 +205,7 @@ class DataPlane:
             else:
                 self._observe(pending.features.shape[0], results)
                 hand_back(_resolve, pending.future, results, None)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.thread_time() - cpu_started
 
     def _observe(self, rows: int, results: dict[str, np.ndarray]) -> None:
         if self._on_batch is not None:
