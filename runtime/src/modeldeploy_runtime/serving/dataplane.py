@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from modeldeploy_runtime.serving.model import InputError, LoadedModel
-from modeldeploy_runtime.serving.onnx_model import ENGINE as ONNX_ENGINE
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +29,6 @@ log = logging.getLogger(__name__)
 _EWMA_WEIGHT = 0.2
 _FILL_FRACTION = 0.25
 _FILL_POLL_SECONDS = 0.0001
-# A compiled (ONNX) model call expected to take less than this runs on the event loop itself:
-# handing it to the predict thread (submit, wake-up, a GIL hand-off each way, a loop wake-up per
-# result) costs more than the call, which is ~10-100 µs per batch. Its cost is about the same per
-# row every time, so rows x (recent CPU seconds per row) predicts it: CPU time of the calling
-# thread, which waiting for the GIL or for a core on a busy machine does not inflate. scikit-learn estimators (any
-# Python code, e.g. a model that sleeps) always run on the thread, so probes never wait on them.
-_INLINE_CALL_SECONDS = 0.001
 
 
 @dataclass
@@ -68,8 +60,6 @@ class DataPlane:
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._call_seconds = 0.0  # moving average of one model call
-        self._row_seconds = 0.0  # moving average of a model call's CPU seconds per row
-        self._inline_allowed = model.engine == ONNX_ENGINE
         self._last_batch_requests = 1
         self.warmed_up = False
         self.draining = False
@@ -81,9 +71,7 @@ class DataPlane:
     async def start(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         loop = asyncio.get_running_loop()
-        self._call_seconds, self._row_seconds = await loop.run_in_executor(
-            self._executor, self._timed_warm_up
-        )
+        await loop.run_in_executor(self._executor, self.model.warm_up)
         self.warmed_up = True
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run_batches(self._queue), name="batcher")
@@ -131,16 +119,11 @@ class DataPlane:
             if not batch:
                 continue
             self._last_batch_requests = len(batch)
-            rows = sum(pending.features.shape[0] for pending in batch)
+            started = time.perf_counter()
             try:
-                if self._inline_allowed and rows * self._row_seconds < _INLINE_CALL_SECONDS:
-                    elapsed, cpu = self._predict_batch(batch, loop.call_soon)
-                else:
-                    elapsed, cpu = await loop.run_in_executor(
-                        self._executor, self._predict_batch, batch, loop.call_soon_threadsafe
-                    )
+                await loop.run_in_executor(self._executor, self._predict_batch, batch)
+                elapsed = time.perf_counter() - started
                 self._call_seconds += (elapsed - self._call_seconds) * _EWMA_WEIGHT
-                self._row_seconds += (cpu / rows - self._row_seconds) * _EWMA_WEIGHT
             except Exception:  # a bug, not bad input: fail these requests, keep serving
                 log.exception("prediction failed")
                 for pending in batch:
@@ -169,18 +152,9 @@ class DataPlane:
             self._take_more(queue, batch)
             rows = sum(pending.features.shape[0] for pending in batch)
 
-    def _timed_warm_up(self) -> tuple[float, float]:
-        """(wall, CPU) seconds of the warm-up call: a first guess at a model call, before any batch."""
-        started, cpu_started = time.perf_counter(), time.thread_time()
-        self.model.warm_up()
-        return time.perf_counter() - started, time.thread_time() - cpu_started
-
-    def _predict_batch(self, batch: list[_Pending], hand_back: Callable[..., object]) -> tuple[float, float]:
-        """Runs on the predict thread (or inline); ``hand_back`` schedules results on the event loop.
-
-        Returns (wall, CPU) seconds of this thread: the model's time, without the hand-offs.
-        """
-        started, cpu_started = time.perf_counter(), time.thread_time()
+    def _predict_batch(self, batch: list[_Pending]) -> None:
+        """Runs on the predict thread; results are handed back to the event loop."""
+        loop = batch[0].future.get_loop()
         if len(batch) > 1:
             try:
                 outputs = frozenset().union(*(pending.outputs for pending in batch))
@@ -194,18 +168,17 @@ class DataPlane:
                 for pending in batch:
                     end = start + pending.features.shape[0]
                     part = {name: results[name][start:end] for name in pending.outputs}
-                    hand_back(_resolve, pending.future, part, None)
+                    loop.call_soon_threadsafe(_resolve, pending.future, part, None)
                     start = end
-                return time.perf_counter() - started, time.thread_time() - cpu_started
+                return
         for pending in batch:
             try:
                 results = self.model.run(pending.features, pending.outputs)
             except InputError as error:
-                hand_back(_resolve, pending.future, None, error)
+                loop.call_soon_threadsafe(_resolve, pending.future, None, error)
             else:
                 self._observe(pending.features.shape[0], results)
-                hand_back(_resolve, pending.future, results, None)
-        return time.perf_counter() - started, time.thread_time() - cpu_started
+                loop.call_soon_threadsafe(_resolve, pending.future, results, None)
 
     def _observe(self, rows: int, results: dict[str, np.ndarray]) -> None:
         if self._on_batch is not None:
