@@ -9,23 +9,23 @@ VENV_STAMP := $(VENV)/.installed
 CLUSTER ?= local
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 export MODELDEPLOY_CLUSTER_DIR ?= $(CLUSTER_DIR)
-HELM = $(shell $(PY) -c 'from tests.controlplane.assets import require_binary; print(require_binary("helm"))')
+HELM = $(shell $(PY) -c 'from modeldeploy_devenv.assets import require_binary; print(require_binary("helm"))')
 OPERATOR_IMAGE ?= ghcr.io/modeldeploy/operator:0.1.0
 RUNTIME_IMAGE ?= ghcr.io/modeldeploy/model-runtime:0.1.0
 KUBECTL := $(VENV)/bin/kubectl --kubeconfig $(MODELDEPLOY_CLUSTER_DIR)/kubeconfig
 # bench/ joins once it holds Python files.
-LINT_PATHS := operator/src runtime/src tests $(if $(wildcard bench/*.py),bench)
+LINT_PATHS := operator/src runtime/src devenv/src tests $(if $(wildcard bench/*.py),bench)
 
 .PHONY: help venv lock binaries cluster-up cluster-down dev test test-fast lint format images chart-crds kind-e2e clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-$(VENV_STAMP): requirements-dev.txt runtime/pyproject.toml operator/pyproject.toml
+$(VENV_STAMP): requirements-dev.txt runtime/pyproject.toml operator/pyproject.toml devenv/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + ")")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e runtime -e operator
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e runtime -e operator -e devenv
 	@touch $@
 
 venv: $(VENV_STAMP) ## create/update .venv from the pinned requirements
@@ -36,13 +36,13 @@ lock: ## re-resolve requirements-dev.txt from requirements-dev.in
 	  $(PY) -m pip freeze --exclude-editable --disable-pip-version-check; } > requirements-dev.txt
 
 binaries: venv ## find or build (once per machine) the control-plane binaries
-	@$(PY) -m tests.controlplane build
+	@$(PY) -m modeldeploy_devenv build
 
 cluster-up: binaries ## start (or reuse) the local control plane; kubeconfig in .cluster/kubeconfig
-	@$(PY) -m tests.controlplane up
+	@$(PY) -m modeldeploy_devenv up
 
 cluster-down: ## stop the local control plane started by cluster-up
-	@test -x $(PY) && $(PY) -m tests.controlplane down || true
+	@test -x $(PY) && $(PY) -m modeldeploy_devenv down || true
 
 test: binaries ## run the whole test suite, control-plane tests included
 	$(PY) -m pytest
@@ -63,10 +63,10 @@ format: venv ## apply ruff fixes and formatting
 
 dev: venv ## run the operator on the local control plane and apply the examples (CLUSTER=kind: on kind)
 ifeq ($(CLUSTER),kind)
-	@KIND_DEV=1 bash tests/kind/e2e.sh
+	@KIND_DEV=1 bash devenv/src/modeldeploy_devenv/kind_e2e.sh
 else
 	@$(MAKE) --no-print-directory cluster-up
-	$(PY) -m tests.contract.dev
+	$(PY) -m modeldeploy_devenv.dev
 endif
 
 images: ## build both images with Docker (skipped, with a message, when no Docker daemon runs)
@@ -81,7 +81,7 @@ chart-crds: ## copy crds/ into the Helm chart (a test fails when the two differ)
 	rm -f charts/modeldeploy/crds/*.yaml && cp crds/*.yaml charts/modeldeploy/crds/
 
 kind-e2e: venv binaries ## end-to-end on kind: images, helm install, predict, version bump (needs Docker)
-	@bash tests/kind/e2e.sh
+	@bash devenv/src/modeldeploy_devenv/kind_e2e.sh
 
 clean: cluster-down ## remove the virtualenv and build outputs (the binary cache stays)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

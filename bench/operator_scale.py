@@ -31,13 +31,10 @@ import argparse
 import json
 import os
 import secrets
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -51,23 +48,23 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch import Watch
 from urllib3.exceptions import HTTPError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from modeldeploy_operator.builders import (  # noqa: E402
+from modeldeploy_devenv.cluster import kubectl, start, stop
+from modeldeploy_devenv.operator_process import OperatorProcess, start_operator
+from modeldeploy_devenv.polling import wait_until
+from modeldeploy_devenv.repository import CRD_DIR, REPO_ROOT
+from modeldeploy_operator.builders import (
     build_client_secret,
     build_deployment,
     build_hashes_secret,
     build_service,
     build_service_monitor,
 )
-from modeldeploy_operator.config import OperatorConfig  # noqa: E402
-from modeldeploy_operator.kube import Kube, load_api_client  # noqa: E402
-from modeldeploy_operator.model import ModelDeployment  # noqa: E402
-from modeldeploy_runtime.apikeys import mint_key  # noqa: E402
-from tests.controlplane.cluster import free_port, kubectl, start, stop  # noqa: E402
+from modeldeploy_operator.config import OperatorConfig
+from modeldeploy_operator.kube import Kube, load_api_client
+from modeldeploy_operator.model import ModelDeployment
+from modeldeploy_runtime.apikeys import mint_key
 
-CRD = REPO_ROOT / "crds" / "modeldeploy.io_modeldeployments.yaml"
+CRD = CRD_DIR / "modeldeploy.io_modeldeployments.yaml"
 SERVICE_MONITOR_CRD = REPO_ROOT / "tests" / "operator" / "servicemonitor-crd.yaml"
 WRITE_VERBS = {"APPLY", "PATCH", "POST", "DELETE", "CREATE"}
 OUR_RESOURCES = {"modeldeployments", "deployments", "services", "secrets", "servicemonitors"}
@@ -217,10 +214,6 @@ def wait_for_milestones(
     return milestones
 
 
-def wait_for(what: str, probe: Callable[[], bool], timeout: float) -> None:
-    wait_for_milestones({what: probe}, time.monotonic(), timeout)
-
-
 def deployment_ready(deployment: dict[str, Any]) -> bool:
     status, wanted = deployment.get("status") or {}, deployment["spec"]["replicas"]
     return bool(status.get("readyReplicas", 0) == wanted and status.get("updatedReplicas", 0) == wanted)
@@ -307,42 +300,22 @@ def run_direct(
     written = time.monotonic() - started
     # Followed only from here: parsing watch events would slow this script's own writes.
     deployments = Follower(kubeconfig, DEPLOYMENTS, namespace, {"ready": deployment_ready})
-    wait_for("the directly written Deployments to be ready", lambda: deployments.count("ready") == args.count,
-             args.timeout)  # fmt: skip
+    wait_until("the directly written Deployments to be ready", lambda: deployments.count("ready") == args.count,
+               timeout=args.timeout, interval=0.1)  # fmt: skip
     elapsed, cpu = time.monotonic() - started, cpu_spent(cpu_before, cpu_seconds(pids))
     deployments.stop()
     return Phase({"written": written, "ready": elapsed}, cpu, api_requests(kubeconfig) - requests_before)
 
 
 @contextmanager
-def operator(kubeconfig: str, namespace: str, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    port = free_port()
-    env = {**os.environ, "KUBECONFIG": kubeconfig}
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "modeldeploy_operator.cli", "--namespace", namespace, "--metrics-port", str(port)],
-            stdout=sink, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+def operator(kubeconfig: str, namespace: str, log: Path) -> Iterator[OperatorProcess]:
+    """The operator, serving its metrics, for the length of the block."""
+    running = start_operator(kubeconfig, namespace, log=log)
     print(f"operator log: {log}", file=sys.stderr)
     try:
-        yield process, port
+        yield running
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def operator_metric(port: int, name: str, label: str = "") -> float:
-    """The sum of the operator's samples of ``name`` (only those with ``label``, when given)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if (line.startswith(name + "{") or line.startswith(name + " ")) and label in line
-    )
+        running.stop()
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -365,19 +338,12 @@ def run_operator(
     kubectl(kubeconfig, "create", "namespace", namespace)
     watched = OUR_RESOURCES if args.service_monitor else OUR_RESOURCES - {"servicemonitors"}
     watches_before = open_watches(kubeconfig)
-    with operator(kubeconfig, namespace, workdir / "operator.log") as (process, port):
-
-        def up() -> bool:
-            try:
-                return operator_metric(port, "modeldeploy_operator_managed_modeldeployments") == 0
-            except OSError:
-                return False
+    with operator(kubeconfig, namespace, workdir / "operator.log") as running:
 
         def watching() -> bool:
             watches = open_watches(kubeconfig)
             return all(watches[resource] > watches_before[resource] for resource in watched)
 
-        wait_for("the operator", up, 60)
         # kopf opens its watches after the startup handler that serves the metrics: its start-up
         # (discovery, a LIST and a WATCH per resource) is not part of the measured phase. On a
         # shared cluster others' watches come and go, so there this wait is bounded and a hint.
@@ -388,7 +354,7 @@ def run_operator(
         requests_before = api_requests(kubeconfig)
         items = [model_deployment(f"m{i}", namespace, args.clients) for i in range(args.count)]
         kube = Kube(load_api_client(WORKERS + 2, kubeconfig))
-        pids = {**pids, "operator": process.pid}
+        pids = {**pids, "operator": running.process.pid}
         # Only the ModelDeployments are followed: following the Deployments as well would add a
         # watch that parses every Deployment status update to the measured phase.
         model_deployments = Follower(kubeconfig, MODEL_DEPLOYMENTS, namespace,
@@ -409,9 +375,9 @@ def run_operator(
         time.sleep(args.settle)  # writes that trail Ready (there should be none) are counted too
         phase = Phase(milestones, cpu, api_requests(kubeconfig) - requests_before)
         figures = OperatorFigures(
-            events=operator_metric(port, "modeldeploy_operator_api_writes_total", 'kind="Event"'),
-            peak_rss_mb=peak_rss_mb(process.pid),
-            reconciles=operator_metric(port, "modeldeploy_operator_reconciles_total"),
+            events=running.metric("modeldeploy_operator_api_writes_total", 'kind="Event"'),
+            peak_rss_mb=peak_rss_mb(running.process.pid),
+            reconciles=running.metric("modeldeploy_operator_reconciles_total"),
         )
     return phase, figures
 
@@ -433,8 +399,9 @@ def control_plane(args: argparse.Namespace, directory: Path) -> Iterator[tuple[s
         for crd in crds:
             kubectl(kubeconfig, "apply", "--server-side", "-f", str(crd))
             kubectl(kubeconfig, "wait", "--for", "condition=Established", "--timeout=60s", "-f", str(crd))
-        wait_for("the controller-manager to watch the new resources",
-                 lambda: set(crds.values()) <= set(open_watches(kubeconfig)), CONTROLLERS_DISCOVERY_TIMEOUT)  # fmt: skip
+        wait_until("the controller-manager to watch the new resources",
+                   lambda: set(crds.values()) <= set(open_watches(kubeconfig)),
+                   timeout=CONTROLLERS_DISCOVERY_TIMEOUT, interval=0.1)  # fmt: skip
         yield kubeconfig, dict(state.pids) if state else {}
     finally:
         if state is not None:

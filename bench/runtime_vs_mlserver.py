@@ -23,8 +23,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +41,8 @@ import uvloop
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+
+from modeldeploy_devenv.processes import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MLSERVER_VENV = REPO / ".venv-bench"
@@ -68,12 +68,6 @@ class Measurement:
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float, what: str) -> float:
@@ -190,16 +184,6 @@ class Server:
     ready_seconds: float
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @contextmanager
 def runtime_server(model_path: Path, workers: int, log_dir: Path, label: str = "runtime") -> Iterator[Server]:
     port = free_port()
@@ -214,7 +198,7 @@ def runtime_server(model_path: Path, workers: int, log_dir: Path, label: str = "
         ready = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", process, 120, "modeldeploy-runtime")
         yield Server(f"{label}(w={workers})", port, f"/v2/models/{MODEL_NAME}/infer", process, ready)
     finally:
-        _stop(process)
+        stop_process(process)  # with its workers: it leads its own session
         log.close()
 
 
@@ -266,7 +250,7 @@ def mlserver_server(
         )
         yield Server(label, port, f"/v2/models/{MODEL_NAME}/infer", process, ready)
     finally:
-        _stop(process)
+        stop_process(process)  # with its workers: it leads its own session
         log.close()
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.controlplane.cluster import kubectl, start, stop
-from tests.polling import wait_until
+from modeldeploy_devenv.cluster import kubectl, start, stop
+from tests.support import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

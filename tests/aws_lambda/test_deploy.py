@@ -22,7 +22,7 @@ from modeldeploy_runtime.aws_lambda.deploy import TAG_MODEL_NAME, TAG_MODEL_VERS
 from modeldeploy_runtime.cli import main
 from modeldeploy_runtime.packaging.build import package
 from tests.aws_lambda.conftest import MODEL_NAME, MODEL_VERSION, Bundle, build_zip
-from tests.loopback_moto import moto_server
+from tests.support import moto_server
 
 _ASSUME_ROLE = {
     "Version": "2012-10-17",

@@ -267,7 +267,7 @@ def test_model_uri_relative_to_the_bundle(lambda_env: Bundle, monkeypatch: pytes
     metadata = json.loads(result["body"])
     assert (metadata["name"], metadata["versions"]) == (MODEL_NAME, [MODEL_VERSION])  # still from the bundle
     assert function._runtime is not None
-    assert function._runtime.dataplane.model.path == lambda_env.root / "model" / "model.joblib"
+    assert function._runtime.model.path == lambda_env.root / "model" / "model.joblib"
 
 
 def test_unservable_model_answers_503_in_one_line_and_recovers(

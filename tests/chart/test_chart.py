@@ -4,9 +4,8 @@ chart's own ServiceAccount token against the local control plane."""
 from __future__ import annotations
 
 import json
-import os
+import signal
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
+from modeldeploy_devenv.assets import require_binary
+from modeldeploy_devenv.operator_process import start_operator
 from tests.conftest import REPO_ROOT, Cluster
-from tests.controlplane.assets import require_binary
-from tests.controlplane.cluster import free_port
 from tests.operator.helpers import wait_ready
-from tests.polling import wait_until
+from tests.support import free_port, wait_until
 
 CHART = REPO_ROOT / "charts" / "modeldeploy"
 
@@ -125,24 +124,22 @@ def test_chart_installs_under_restricted_pod_security_and_its_rbac_suffices(
     assert "Forbidden" in refused.stderr
 
     health_port = free_port()
-    log_path = tmp_path / "operator.log"
-    with log_path.open("wb") as log:
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "modeldeploy_operator.cli", "--namespace", workloads,
-             "--metrics-port", str(free_port()), "--health-port", str(health_port)],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KUBECONFIG": str(kubeconfig)},
-        )  # fmt: skip
+    operator = start_operator(
+        str(kubeconfig),
+        workloads,
+        log=tmp_path / "operator.log",
+        arguments=["--health-port", str(health_port)],
+    )
     try:
         cluster.apply(_model_deployment("iris"), "-n", workloads)
         wait_ready(cluster, workloads, "iris", timeout=120)
         for child in ("deployment/iris", "service/iris", "secret/iris-apikeys", "secret/iris-client-billing"):
             cluster.kubectl("get", child, "-n", workloads)
         wait_until("the operator's liveness endpoint", lambda: _healthy(health_port))
-        logs = log_path.read_text(errors="replace")
+        logs = operator.logs()
         assert "Forbidden" not in logs, logs[-3000:]
         assert " 403" not in logs, logs[-3000:]
     finally:
-        operator.terminate()
-        operator.wait(timeout=30)
+        exit_code = operator.stop()
         cluster.kubectl("delete", "namespace", workloads, "--wait=false", check=False)
-    wait_until("the operator to exit", lambda: operator.poll() is not None)
+    assert exit_code != -signal.SIGKILL, "the operator did not exit on SIGTERM"

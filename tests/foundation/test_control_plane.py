@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from modeldeploy_devenv.assets import require_binary
+from modeldeploy_devenv.cluster import ClusterState, pid_alive
 from tests.conftest import REPO_ROOT, Cluster
-from tests.controlplane.assets import require_binary
-from tests.controlplane.cluster import ClusterState, pid_alive
-from tests.polling import wait_until
+from tests.support import wait_until
 
 
 def _deployment(name: str, replicas: int, image: str) -> dict[str, Any]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 from modeldeploy_operator.model import ModelDeployment
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)  # the clock of the unit tests
 
 
 def md_body(name: str = "iris", namespace: str = "ml", **spec: Any) -> dict[str, Any]:
@@ -36,3 +39,23 @@ def manifest(name: str, **spec: Any) -> dict[str, Any]:
     body = md_body(name, **spec)
     body["metadata"] = {"name": name}
     return body
+
+
+def crash_looping_pod(labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """A pod ``iris-1`` whose runtime container crash-loops after failing to load the model."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "iris-1", "namespace": "ml", "labels": labels or {}},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "runtime",
+                    "ready": False,
+                    "restartCount": 4,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"exitCode": 1, "message": "model failed to load"}},
+                }
+            ]
+        },
+    }

@@ -24,7 +24,12 @@ def test_operator_scale_benchmark_smoke(crd: Cluster) -> None:
     assert report["minimum_writes_per_md"] == 7
     # The operator writes each child once and needs no kopf bookkeeping: exactly these resources.
     assert set(report["writes_by_resource"]) == {
-        "APPLY deployments", "APPLY services", "APPLY secrets", "APPLY servicemonitors", "APPLY modeldeployments/status"}  # fmt: skip
+        "APPLY deployments",
+        "APPLY services",
+        "APPLY secrets",
+        "APPLY servicemonitors",
+        "APPLY modeldeployments/status",
+    }
     assert report["writes_by_resource"]["APPLY deployments"] == 2
     assert report["operator_peak_rss_mb"] > 0
     # A shared cluster: no control-plane processes of its own to account; the operator's are.

@@ -144,7 +144,10 @@ def test_version_or_digest_change_changes_the_pod_template_but_keys_do_not() -> 
     )
     assert bumped["spec"]["template"]["metadata"]["annotations"]["modeldeploy.io/model-version"] == "4"
     assert digest["spec"]["template"]["metadata"]["annotations"]["modeldeploy.io/model-sha256"] == SHA
-    assert base != bumped["spec"]["template"] != digest["spec"]["template"]
+    templates = [base, bumped["spec"]["template"], digest["spec"]["template"]]
+    pairs = [(a, b) for i, a in enumerate(templates) for b in templates[i + 1 :]]
+    assert len(pairs) == 3
+    assert all(a != b for a, b in pairs)  # base, bumped and digest: every pair differs
     with_other_client = build_deployment(md(auth={"clients": [{"name": "other"}]}), CONFIG)["spec"][
         "template"
     ]
@@ -162,8 +165,12 @@ def test_children_are_labelled_owned_and_hashed() -> None:
         assert labels["app.kubernetes.io/instance"] == "iris"
         assert labels["app.kubernetes.io/managed-by"] == "modeldeploy-operator"
         assert labels["modeldeploy.io/model-deployment"] == "iris"
-        assert {"app.kubernetes.io/name", "app.kubernetes.io/version", "app.kubernetes.io/component",
-                "app.kubernetes.io/part-of"} <= set(labels)  # fmt: skip
+        assert {
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/version",
+            "app.kubernetes.io/component",
+            "app.kubernetes.io/part-of",
+        } <= set(labels)
         owner = child["metadata"]["ownerReferences"][0]
         assert (owner["kind"], owner["name"], owner["controller"]) == ("ModelDeployment", "iris", True)
         assert len(child["metadata"]["annotations"][ANNOTATION_DESIRED_HASH]) == 16

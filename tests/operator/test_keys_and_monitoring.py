@@ -10,7 +10,7 @@ from tests.conftest import Cluster
 from tests.operator.conftest import StartOperator
 from tests.operator.factories import manifest
 from tests.operator.helpers import condition, get, secret_text, wait_status
-from tests.polling import wait_until
+from tests.support import wait_until
 
 GRACE_SECONDS = 6
 
@@ -92,10 +92,17 @@ def test_service_monitor_follows_its_crd_and_the_enabled_flag(
     monitor = wait_until("the ServiceMonitor", lambda: get(crd, namespace, "servicemonitor", "iris"))
     assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
     assert monitor["spec"]["selector"]["matchLabels"] == {
-        "app.kubernetes.io/component": "model-server", "modeldeploy.io/model-deployment": "iris"}  # fmt: skip
+        "app.kubernetes.io/component": "model-server",
+        "modeldeploy.io/model-deployment": "iris",
+    }
     assert monitor["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
-    wait_status(crd, namespace, "iris", "Monitoring=True",
-                check=lambda b: (condition(b, "Monitoring") or {}).get("reason") == "ServiceMonitorApplied")  # fmt: skip
+    wait_status(
+        crd,
+        namespace,
+        "iris",
+        "Monitoring=True",
+        check=lambda b: (condition(b, "Monitoring") or {}).get("reason") == "ServiceMonitorApplied",
+    )
 
     crd.kubectl("delete", "servicemonitor", "iris", "-n", namespace)
     wait_until(
@@ -107,5 +114,10 @@ def test_service_monitor_follows_its_crd_and_the_enabled_flag(
     patch = '{"spec":{"monitoring":{"serviceMonitor":{"enabled":false}}}}'
     crd.kubectl("patch", "mdep", "iris", "-n", namespace, "--type=merge", "-p", patch)
     wait_until("the ServiceMonitor deleted", lambda: get(crd, namespace, "servicemonitor", "iris") is None)
-    wait_status(crd, namespace, "iris", "Monitoring=False/Disabled",
-                check=lambda b: (condition(b, "Monitoring") or {}).get("reason") == "Disabled")  # fmt: skip
+    wait_status(
+        crd,
+        namespace,
+        "iris",
+        "Monitoring=False/Disabled",
+        check=lambda b: (condition(b, "Monitoring") or {}).get("reason") == "Disabled",
+    )

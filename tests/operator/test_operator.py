@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from typing import Any
 
+from modeldeploy_devenv.operator_process import OperatorProcess
+from modeldeploy_operator.config import OperatorConfig
 from tests.conftest import Cluster
-from tests.operator.conftest import OperatorProcess, StartOperator
+from tests.operator.conftest import StartOperator
 from tests.operator.factories import manifest
-from tests.operator.helpers import condition, get, wait_ready, wait_status
-from tests.polling import wait_until
+from tests.operator.helpers import api_server_writes, condition, get, holds_for, wait_ready, wait_status
+from tests.support import wait_until
 
 CHILD_KINDS = ("deployment", "service", "secret")
+# Clearly longer than the status debounce (a batched status write comes at most that long after a
+# reconcile), so a quiet window this long would have seen it.
+QUIET_SECONDS = 2 * OperatorConfig().status_debounce_seconds + 1
 
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
@@ -73,8 +79,13 @@ def test_create_makes_restricted_labelled_children_and_becomes_ready(
     )
     pod_spec = deployment["spec"]["template"]["spec"]
     assert pod_spec["automountServiceAccountToken"] is False
-    assert pod_spec["securityContext"] == {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
-                                           "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
+    assert pod_spec["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     for container in pod_spec["containers"] + pod_spec.get("initContainers", []):
         assert container["securityContext"] == RESTRICTED_CONTAINER
     managed = crd.get_json("deployment", "iris", "-n", namespace, "--show-managed-fields")["metadata"][
@@ -120,8 +131,12 @@ def test_create_makes_restricted_labelled_children_and_becomes_ready(
     assert "iris" in crd.kubectl("get", "ml", "-n", namespace).stdout  # the category
 
     metrics = operator.metrics()
-    for name in ("modeldeploy_operator_reconciles_total", "modeldeploy_operator_reconcile_duration_seconds_bucket",
-                 "modeldeploy_operator_managed_modeldeployments 1.0", "modeldeploy_operator_api_writes_total"):  # fmt: skip
+    for name in (
+        "modeldeploy_operator_reconciles_total",
+        "modeldeploy_operator_reconcile_duration_seconds_bucket",
+        "modeldeploy_operator_managed_modeldeployments 1.0",
+        "modeldeploy_operator_api_writes_total",
+    ):
         assert name in metrics
 
 
@@ -136,16 +151,25 @@ def test_scale_and_version_bump_roll_out_a_new_replicaset_and_status_follows(
         "patch", "mdep", "iris", "-n", namespace, "--type=merge", "-p", '{"spec":{"model":{"version":"4"}}}'
     )
     body = wait_status(
-        crd, namespace, "iris", "modelVersion 4 fully rolled out on 2 replicas",
-        check=lambda b: b["status"].get("modelVersion") == "4" and (condition(b, "Ready") or {}).get("status") == "True"
-        and b["status"]["observedGeneration"] == 3 and b["status"]["readyReplicas"] == 2,
-    )  # fmt: skip
+        crd,
+        namespace,
+        "iris",
+        "modelVersion 4 fully rolled out on 2 replicas",
+        check=lambda b: (
+            b["status"].get("modelVersion") == "4"
+            and (condition(b, "Ready") or {}).get("status") == "True"
+            and b["status"]["observedGeneration"] == 3
+            and b["status"]["readyReplicas"] == 2
+        ),
+    )
     assert body["status"]["observedGeneration"] == body["metadata"]["generation"] == 3
     replica_sets = crd.get_json("replicasets", "-n", namespace, "-l", "modeldeploy.io/model-deployment=iris")[
         "items"
     ]
-    versions = {rs["spec"]["template"]["metadata"]["annotations"]["modeldeploy.io/model-version"]: rs["status"]["replicas"]
-                for rs in replica_sets}  # fmt: skip
+    versions = {}
+    for replica_set in replica_sets:
+        version = replica_set["spec"]["template"]["metadata"]["annotations"]["modeldeploy.io/model-version"]
+        versions[version] = replica_set["status"]["replicas"]
     assert versions == {"3": 0, "4": 2}
     pods = crd.get_json("pods", "-n", namespace, "-l", "modeldeploy.io/model-deployment=iris")["items"]
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
@@ -159,14 +183,31 @@ def test_scale_and_version_bump_roll_out_a_new_replicaset_and_status_follows(
     )
 
 
+def _rollout_finished(cluster: Cluster, namespace: str, name: str) -> bool:
+    """The Deployment controller is done: it saw the template and reports the new ReplicaSet available."""
+    deployment = get(cluster, namespace, "deployment", name)
+    if deployment is None:
+        return False
+    status = deployment.get("status", {})
+    progressing = condition(deployment, "Progressing") or {}
+    return bool(
+        status.get("observedGeneration") == deployment["metadata"]["generation"]
+        and progressing.get("reason") == "NewReplicaSetAvailable"
+        and status.get("availableReplicas") == deployment["spec"]["replicas"]
+    )
+
+
 def test_a_quiet_reconcile_writes_nothing_even_after_a_restart(
     crd: Cluster, namespace: str, start_operator: StartOperator
 ) -> None:
     operator = start_operator(MODELDEPLOY_RESYNC_SECONDS="1")
     crd.apply(manifest("iris", replicas=2), "-n", namespace)
     wait_ready(crd, namespace, "iris")
-    time.sleep(3)  # let the last Deployment status events settle before taking the snapshot
+    wait_until(
+        "the Deployment controller to finish the rollout", lambda: _rollout_finished(crd, namespace, "iris")
+    )
     before = children(crd, namespace, "iris")
+    requests = api_server_writes(crd)
     writes = operator.metric("modeldeploy_operator_api_writes_total")
     reconciles = operator.metric("modeldeploy_operator_reconciles_total")
     wait_until(
@@ -175,15 +216,22 @@ def test_a_quiet_reconcile_writes_nothing_even_after_a_restart(
         timeout=15,
     )
     assert children(crd, namespace, "iris") == before
+    assert api_server_writes(crd) - requests == Counter()  # the API server saw no write of ours
     assert operator.metric("modeldeploy_operator_api_writes_total") == writes
 
     operator.stop()
-    restarted = start_operator()
+    restarted = start_operator(MODELDEPLOY_RESYNC_SECONDS="1")
     wait_until(
         "a reconcile after the restart",
         lambda: restarted.metric("modeldeploy_operator_reconciles_total") >= 1,
     )
-    time.sleep(2)  # a quiet period in which any write would show
+    # Any write would come within one debounce window of a reconcile; watch for several of them.
+    holds_for(
+        "no write request reaching the API server after the restart",
+        lambda: api_server_writes(crd) - requests == Counter(),
+        seconds=QUIET_SECONDS,
+    )
+    assert restarted.metric("modeldeploy_operator_reconciles_total") >= 3  # it kept reconciling meanwhile
     assert restarted.metric("modeldeploy_operator_api_writes_total") == 0
     assert children(crd, namespace, "iris") == before
 
@@ -264,14 +312,28 @@ def test_crash_looping_pods_make_it_degraded_not_ready(
     wait_ready(crd, namespace, "iris")
     wait_until("the ready gauge at 1", lambda: _ready_gauge(operator, namespace) == 1.0)
     pod = crd.get_json("pods", "-n", namespace, "-l", "modeldeploy.io/model-deployment=iris")["items"][0]
-    crashed: dict[str, Any] = {"status": {
-        "conditions": [{"type": "Ready", "status": "False"}, {"type": "ContainersReady", "status": "False"}],
-        "containerStatuses": [{
-            "name": "runtime", "ready": False, "restartCount": 3, "image": "x", "imageID": "", "started": False,
-            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
-            "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": "model failed to load"}},
-        }],
-    }}  # fmt: skip
+    crashed: dict[str, Any] = {
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": "False"},
+                {"type": "ContainersReady", "status": "False"},
+            ],
+            "containerStatuses": [
+                {
+                    "name": "runtime",
+                    "ready": False,
+                    "restartCount": 3,
+                    "image": "x",
+                    "imageID": "",
+                    "started": False,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                    "lastState": {
+                        "terminated": {"exitCode": 1, "reason": "Error", "message": "model failed to load"}
+                    },
+                }
+            ],
+        }
+    }
     crd.kubectl(
         "patch",
         "pod",
@@ -282,8 +344,13 @@ def test_crash_looping_pods_make_it_degraded_not_ready(
         "-p",
         json.dumps(crashed),
     )
-    body = wait_status(crd, namespace, "iris", "Degraded=True",
-                       check=lambda b: (condition(b, "Degraded") or {}).get("status") == "True")  # fmt: skip
+    body = wait_status(
+        crd,
+        namespace,
+        "iris",
+        "Degraded=True",
+        check=lambda b: (condition(b, "Degraded") or {}).get("status") == "True",
+    )
     assert condition(body, "Degraded")["reason"] == "CrashLoopBackOff"  # type: ignore[index]
     assert "model failed to load" in condition(body, "Degraded")["message"]  # type: ignore[index]
     assert condition(body, "Ready")["status"] == "False"  # type: ignore[index]
@@ -312,10 +379,20 @@ def test_disabling_auth_or_removing_a_client_deletes_its_secrets(
     crd.kubectl(
         "patch", "mdep", "iris", "-n", namespace, "--type=merge", "-p", '{"spec":{"auth":{"enabled":false}}}'
     )
-    wait_until("all key Secrets deleted",
-               lambda: crd.get_json("secrets", "-n", namespace, "-l", "modeldeploy.io/model-deployment=iris")["items"] == [])  # fmt: skip
-    body = wait_status(crd, namespace, "iris", "status at generation 3",
-                       check=lambda b: b.get("status", {}).get("observedGeneration") == 3)  # fmt: skip
+    wait_until(
+        "all key Secrets deleted",
+        lambda: (
+            crd.get_json("secrets", "-n", namespace, "-l", "modeldeploy.io/model-deployment=iris")["items"]
+            == []
+        ),
+    )
+    body = wait_status(
+        crd,
+        namespace,
+        "iris",
+        "status at generation 3",
+        check=lambda b: b.get("status", {}).get("observedGeneration") == 3,
+    )
     assert body["status"]["clientSecrets"] == []
     args = get(crd, namespace, "deployment", "iris")["spec"]["template"]["spec"]["containers"][0]["args"]  # type: ignore[index]
     assert "--auth-keys-file" not in args

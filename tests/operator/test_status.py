@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from modeldeploy_operator.model import ModelDeployment
@@ -15,24 +14,40 @@ from modeldeploy_operator.status import (
     is_significant_change,
     should_inspect_pods,
 )
-from tests.operator.factories import md_body
+from tests.operator.factories import NOW, crash_looping_pod, md_body
 
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 HASH = "abc"
 
 
-def deployment(replicas: int, ready: int, updated: int, available: int, *, generation: int = 2,
-               observed_generation: int = 2, desired_hash: str = HASH, conditions: list[dict[str, Any]] | None = None
-               ) -> dict[str, Any]:  # fmt: skip
+def deployment(
+    replicas: int,
+    ready: int,
+    updated: int,
+    available: int,
+    *,
+    generation: int = 2,
+    observed_generation: int = 2,
+    desired_hash: str = HASH,
+    conditions: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     return {
         "metadata": {"generation": generation, "annotations": {"modeldeploy.io/desired-hash": desired_hash}},
-        "status": {"observedGeneration": observed_generation, "replicas": replicas, "readyReplicas": ready,
-                   "updatedReplicas": updated, "availableReplicas": available, "conditions": conditions or []},
-    }  # fmt: skip
+        "status": {
+            "observedGeneration": observed_generation,
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "updatedReplicas": updated,
+            "availableReplicas": available,
+            "conditions": conditions or [],
+        },
+    }
 
 
-def observed(dep: dict[str, Any] | None, pods: list[dict[str, Any]] | None = None,
-             monitoring: Monitoring = Monitoring.APPLIED) -> Observed:  # fmt: skip
+def observed(
+    dep: dict[str, Any] | None,
+    pods: list[dict[str, Any]] | None = None,
+    monitoring: Monitoring = Monitoring.APPLIED,
+) -> Observed:
     return Observed(
         dep, HASH, pods or [], monitoring, ["iris-client-billing"], "http://iris.ml.svc:8080", "sel"
     )
@@ -103,18 +118,13 @@ def test_pods_are_inspected_only_while_an_observed_rollout_is_unfinished() -> No
 def test_only_a_rollout_without_failure_counts_as_in_progress() -> None:
     assert is_rollout_in_progress(status_of(deployment(2, 1, 2, 1)))  # may wait for the debounce
     assert not is_rollout_in_progress(status_of(deployment(2, 2, 2, 2)))  # Ready: written at once
-    assert not is_rollout_in_progress(status_of(deployment(2, 1, 2, 1), pods=[crashing_pod()]))  # Degraded
-
-
-def crashing_pod() -> dict[str, Any]:
-    return {"metadata": {"name": "iris-1"}, "status": {"containerStatuses": [{
-        "name": "runtime", "ready": False, "restartCount": 4,
-        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-        "lastState": {"terminated": {"exitCode": 1, "message": "model failed to load"}}}]}}  # fmt: skip
+    assert not is_rollout_in_progress(
+        status_of(deployment(2, 1, 2, 1), pods=[crash_looping_pod()])
+    )  # Degraded
 
 
 def test_crash_looping_pods_are_degraded_and_never_ready() -> None:
-    status = status_of(deployment(2, 2, 2, 2), pods=[crashing_pod()])
+    status = status_of(deployment(2, 2, 2, 2), pods=[crash_looping_pod()])
     assert conditions(status)["Degraded"] == ("True", "CrashLoopBackOff")
     assert conditions(status)["Ready"] == ("False", "CrashLoopBackOff")
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
@@ -123,14 +133,30 @@ def test_crash_looping_pods_are_degraded_and_never_ready() -> None:
 
 
 def test_failing_init_container_and_image_pull_are_degraded() -> None:
-    init = {"metadata": {"name": "p"}, "status": {"initContainerStatuses": [
-        {"name": "fetch-model", "restartCount": 0, "state": {"terminated": {"exitCode": 2, "message": "403 Forbidden"}}}]}}  # fmt: skip
+    init = {
+        "metadata": {"name": "p"},
+        "status": {
+            "initContainerStatuses": [
+                {
+                    "name": "fetch-model",
+                    "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 2, "message": "403 Forbidden"}},
+                }
+            ]
+        },
+    }
     assert conditions(status_of(deployment(2, 0, 2, 0), pods=[init]))["Degraded"] == (
         "True",
         "ContainerFailing",
     )
-    pull = {"metadata": {"name": "p"}, "status": {"containerStatuses": [
-        {"name": "runtime", "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}}  # fmt: skip
+    pull = {
+        "metadata": {"name": "p"},
+        "status": {
+            "containerStatuses": [
+                {"name": "runtime", "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff"}}}
+            ]
+        },
+    }
     assert conditions(status_of(deployment(2, 0, 2, 0), pods=[pull]))["Degraded"] == (
         "True",
         "ImagePullFailed",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import kopf
 import pytest
@@ -13,15 +13,16 @@ from modeldeploy_operator.cli import parse_args
 from modeldeploy_operator.config import ConfigError, OperatorConfig, config_from_env
 from modeldeploy_operator.constants import OWNED_SELECTOR
 from modeldeploy_operator.drift import contains, quantity_value
-from modeldeploy_operator.handlers import CHILD_RESOURCES, QUEUEING_IDLE_TIMEOUT_SECONDS, configure_settings
+from modeldeploy_operator.handlers import OWNED, QUEUEING_IDLE_TIMEOUT_SECONDS, configure_settings
 from modeldeploy_operator.keyring import KeyPlan, plan_keys
+from modeldeploy_operator.metrics import OperatorMetrics
 from modeldeploy_operator.model import InvalidModelURIError, Scheme, parse_model_uri
+from modeldeploy_operator.resources import CHILDREN, MODEL_DEPLOYMENT, SECRET, SERVICE, WATCHED, Role
 from modeldeploy_operator.store import Store
 from modeldeploy_operator.workqueue import WorkQueue
 from modeldeploy_runtime.apikeys import HashedKey, KeyVerifier, mint_key
-from tests.operator.factories import md
+from tests.operator.factories import NOW, md
 
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GRACE = timedelta(seconds=300)
 
 
@@ -117,14 +118,27 @@ def test_removing_a_client_revokes_its_keys_at_once() -> None:
     first = plan(["billing", "search"], {}, [])
     after = plan(["billing"], first.plaintexts, first.hashes)
     assert {h.client for h in after.hashes} == {"billing"}
-    assert len(after.revoked) == 1
+    assert after.next_expiry is None  # no grace period for a removed client
+    verifier = KeyVerifier(after.hashes)
+    assert verifier.verify(first.plaintexts["search"], NOW) is None
+    assert verifier.verify(first.plaintexts["billing"], NOW) == "billing"
 
 
 # -- drift ------------------------------------------------------------------------------------------
 def test_contains_ignores_server_defaults_but_not_changed_or_missing_fields() -> None:
     desired = {"spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80}]}]}}
-    observed = {"spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80, "protocol": "TCP"}],
-                                         "imagePullPolicy": "Always"}], "dnsPolicy": "ClusterFirst"}}  # fmt: skip
+    observed = {
+        "spec": {
+            "containers": [
+                {
+                    "name": "a",
+                    "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                    "imagePullPolicy": "Always",
+                }
+            ],
+            "dnsPolicy": "ClusterFirst",
+        }
+    }
     assert contains(observed, desired)
     assert not contains({"spec": {"containers": []}}, desired)
     assert not contains({"spec": {"containers": [{"name": "b", "ports": [{"containerPort": 80}]}]}}, desired)
@@ -154,18 +168,18 @@ def _obj(name: str, rv: str, owner: str = "iris") -> dict[str, object]:
 
 def test_store_keeps_the_newest_version_and_indexes_children_by_owner() -> None:
     store = Store()
-    assert store.put("Secret", _obj("iris-apikeys", "10"))
-    assert not store.put("Secret", _obj("iris-apikeys", "9"))
-    assert not store.put("Secret", _obj("iris-apikeys", "10"))  # the echo of a version already held
-    assert store.get("Secret", "ml", "iris-apikeys")["metadata"]["resourceVersion"] == "10"  # type: ignore[index]
-    assert "managedFields" not in store.get("Secret", "ml", "iris-apikeys")["metadata"]  # type: ignore[index]
-    store.put("Secret", _obj("other", "11", owner="other"))
-    assert [s["metadata"]["name"] for s in store.owned("Secret", "ml", "iris")] == ["iris-apikeys"]
-    assert store.count("Secret") == 2
-    store.replace("Secret", ["ml"], [_obj("other", "12", owner="other")], list_version=12)
-    assert store.get("Secret", "ml", "iris-apikeys") is None
-    assert store.owned("Secret", "ml", "iris") == []
-    assert (store.count("Secret"), store.count("Service")) == (1, 0)
+    assert store.put(SECRET, _obj("iris-apikeys", "10"))
+    assert not store.put(SECRET, _obj("iris-apikeys", "9"))
+    assert not store.put(SECRET, _obj("iris-apikeys", "10"))  # the echo of a version already held
+    assert store.get(SECRET, "ml", "iris-apikeys")["metadata"]["resourceVersion"] == "10"  # type: ignore[index]
+    assert "managedFields" not in store.get(SECRET, "ml", "iris-apikeys")["metadata"]  # type: ignore[index]
+    store.put(SECRET, _obj("other", "11", owner="other"))
+    assert [s["metadata"]["name"] for s in store.owned(SECRET, "ml", "iris")] == ["iris-apikeys"]
+    assert store.count(SECRET) == 2
+    store.replace(SECRET, ["ml"], [_obj("other", "12", owner="other")], list_version=12)
+    assert store.get(SECRET, "ml", "iris-apikeys") is None
+    assert store.owned(SECRET, "ml", "iris") == []
+    assert (store.count(SECRET), store.count(SERVICE)) == (1, 0)
 
 
 # -- queue ------------------------------------------------------------------------------------------
@@ -221,10 +235,13 @@ def test_config_from_env_and_flags() -> None:
 def test_the_children_are_watched_through_a_server_side_label_selector() -> None:
     settings = kopf.OperatorSettings()
     configure_settings(settings)
-    for group, version, plural in CHILD_RESOURCES:
-        resource = kopf.Resource(group, version, plural)
+    assert {child.kind for child in CHILDREN} == {"Deployment", "Service", "Secret", "ServiceMonitor"}
+    for child in CHILDREN:
+        resource = kopf.Resource(child.group, child.version, child.plural)
         assert settings.watching.label_selectors.collect(resource) == [OWNED_SELECTOR]
-    model_deployments = kopf.Resource("modeldeploy.io", "v1alpha1", "modeldeployments")
+    model_deployments = kopf.Resource(
+        MODEL_DEPLOYMENT.group, MODEL_DEPLOYMENT.version, MODEL_DEPLOYMENT.plural
+    )
     assert settings.watching.label_selectors.collect(model_deployments) == []
 
 
@@ -237,3 +254,37 @@ def test_kopf_lets_an_idle_object_worker_go_soon() -> None:
         == QUEUEING_IDLE_TIMEOUT_SECONDS
         < kopf.OperatorSettings().queueing.idle_timeout
     )
+
+
+def test_kopf_watches_every_row_of_the_resource_table_and_only_those() -> None:
+    watched = {}
+    for handler in kopf.get_default_registry()._watching.get_all_handlers():
+        assert handler.selector is not None
+        watched[(handler.selector.group, handler.selector.version, handler.id)] = handler.labels
+    assert watched == {
+        (resource.group, resource.version, resource.kind): (None if resource.role is Role.PRIMARY else OWNED)
+        for resource in WATCHED
+    }
+    assert {resource.kind for resource in WATCHED} == {"ModelDeployment"} | {child.kind for child in CHILDREN}
+
+
+def test_an_empty_environment_gives_the_defaults_of_the_settings() -> None:
+    assert config_from_env({}) == OperatorConfig(all_namespaces=True)
+
+
+def test_the_ready_gauge_follows_each_cached_model_deployments_ready_condition() -> None:
+    metrics = OperatorMetrics()
+    ready = {
+        "metadata": {"namespace": "ml", "name": "a"},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    not_ready = {
+        "metadata": {"namespace": "ml", "name": "b"},
+        "status": {"conditions": [{"type": "Ready", "status": "False"}]},
+    }
+    metrics.watch_readiness(lambda: [ready, not_ready, {"metadata": {"namespace": "ml", "name": "c"}}])
+    gauge = "modeldeploy_operator_modeldeployment_ready"
+    samples = {
+        name: metrics.registry.get_sample_value(gauge, {"namespace": "ml", "name": name}) for name in "abc"
+    }
+    assert samples == {"a": 1.0, "b": 0.0, "c": 0.0}

@@ -1,7 +1,7 @@
 """Fixtures for packaging and registry tests: small fitted models, a CLI runner and an S3 server.
 
-S3 is moto's standalone server (``moto.server.ThreadedMotoServer``), a real S3-compatible HTTP
-server run in this process on 127.0.0.1 with a free port (MinIO is not used: it is AGPL-licensed).
+S3 is moto's server (``tests.support.moto_server``), a real S3-compatible HTTP server on 127.0.0.1
+with a free port, answering one request at a time (MinIO is not used: it is AGPL-licensed).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -20,23 +19,15 @@ import boto3
 import joblib
 import numpy as np
 import pytest
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from moto.server import ThreadedMotoServer
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from werkzeug.serving import make_server
 
 from modeldeploy_runtime.packaging.build import package
+from tests.support import S3_CREDENTIALS, moto_server
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "modeldeploy_runtime.packaging.cli"]
-S3_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
 FOREST_TREE_TYPE = "sklearn.tree._tree.Tree"
 
 
@@ -110,38 +101,10 @@ def run_cli(*arguments: str, env: dict[str, str] | None = None, cwd: Path | None
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
 
 
-class SerialMotoServer(ThreadedMotoServer):
-    """moto's threaded server, answering one request at a time.
-
-    S3 evaluates a conditional write (``If-Match``/``If-None-Match``) and stores the object as one
-    atomic step; moto checks the condition and then writes in separate steps with no lock, so two
-    concurrent requests could both pass. Serving requests one at a time gives moto S3's atomicity;
-    clients still interleave between requests (read index, then conditional write), which is the
-    race the registry has to handle.
-    """
-
-    def _server_entry(self) -> None:
-        app = DomainDispatcherApplication(create_backend_app)
-        lock = threading.Lock()
-
-        def serial(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-            with lock:
-                return list(app(environ, start_response))
-
-        self._server = make_server(
-            self._ip_address, self._port, serial, True, request_handler=MotoRequestHandler
-        )
-        self._server_ready_event.set()
-        self._server.serve_forever()
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    server = SerialMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @dataclass(frozen=True)

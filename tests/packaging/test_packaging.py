@@ -15,7 +15,8 @@ import skops.io
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from modeldeploy_runtime.package_layout import PackagingError, read_package, sha256_file
+from modeldeploy_runtime.files import sha256_file
+from modeldeploy_runtime.package_layout import PackagingError, read_package
 from modeldeploy_runtime.packaging.build import load_estimator, package
 from modeldeploy_runtime.serving.model import ModelLoadError, load_model
 from tests.packaging.conftest import FOREST_TREE_TYPE

@@ -1,8 +1,8 @@
 """Fixtures for the runtime tests: tiny models trained here, and the runtime run as a real process.
 
 Every server is ``modeldeploy-runtime serve`` started as a subprocess on loopback, with free ports;
-tests talk to it over real HTTP. Waiting is done with :func:`wait_until`, which has a deadline
-and says what it waited for.
+tests talk to it over real HTTP. Waiting is done with ``tests.support.wait_until``, which has a
+deadline and says what it waited for.
 """
 
 from __future__ import annotations
@@ -12,11 +12,8 @@ import hashlib
 import ipaddress
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,32 +32,11 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from tests.runtime.slow_model import SlowClassifier
+from tests.support import free_port, stop_process, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME = [sys.executable, "-m", "modeldeploy_runtime"]
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
-
-
-def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = predicate()
-        except Exception as error:  # the thing polled may not exist yet
-            last_error = error
-        else:
-            if result:
-                return result
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def sha256_file(path: Path) -> str:
@@ -105,7 +81,13 @@ class RuntimeProcess:
         return self.client.get("/v2/health/ready").status_code == 200
 
     def wait_ready(self, timeout: float = 60.0) -> RuntimeProcess:
-        wait_until(self.is_ready, timeout=timeout, what=f"runtime on port {self.port} to be ready")
+        wait_until(
+            f"runtime on port {self.port} to be ready",
+            self.is_ready,
+            timeout=timeout,
+            interval=0.05,
+            retrying=(httpx.TransportError,),
+        )
         return self
 
     def metrics(self) -> str:
@@ -113,14 +95,7 @@ class RuntimeProcess:
 
     def stop(self) -> int:
         self.client.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        return self.process.returncode
+        return stop_process(self.process)
 
 
 def launch_runtime(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -11,7 +12,8 @@ from pathlib import Path
 import httpx
 
 from modeldeploy_runtime.apikeys import HashedKey, mint_key, render_keys_file
-from tests.runtime.conftest import IRIS_ROW, RuntimeProcess, v2_body, wait_until
+from tests.runtime.conftest import IRIS_ROW, RuntimeProcess, v2_body
+from tests.support import wait_until
 
 
 class SecretMount:
@@ -42,8 +44,30 @@ class SecretMount:
             os.symlink("..data/keys.json", self.keys_file)
 
 
+WORKERS = 2
+
+
 def _status(runtime: RuntimeProcess, headers: dict[str, str]) -> int:
     return runtime.client.post("/v2/models/iris/infer", json=v2_body([IRIS_ROW]), headers=headers).status_code
+
+
+def _workers_reloaded(runtime: RuntimeProcess, since: int, keys: int, key: str) -> set[int]:
+    """Worker pids that logged reloading ``keys`` keys after offset ``since`` of the log.
+
+    A worker re-reads the keys file when a request reaches it, so each poll first sends one request
+    on a fresh connection (a pooled one would keep reaching the same worker).
+    """
+    headers = {"X-API-Key": key, "Connection": "close"}
+    httpx.post(f"{runtime.url}/v2/models/iris/infer", json=v2_body([IRIS_ROW]), headers=headers, timeout=10)
+    pids = set()
+    for line in runtime.log()[since:].splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("message") == "API keys reloaded" and record.get("keys") == keys:
+            pids.add(int(record["pid"]))
+    return pids
 
 
 def test_keys_accepted_and_refused_identically(
@@ -93,7 +117,7 @@ def test_key_rotation_under_load_drops_no_request(
     mount = SecretMount(tmp_path / "apikeys")
     mount.publish([old.hashed])
     runtime = start_runtime(
-        model_uri=models["iris"], model_name="iris", auth_keys_file=mount.keys_file, workers=2
+        model_uri=models["iris"], model_name="iris", auth_keys_file=mount.keys_file, workers=WORKERS
     )
     current = {"key": old.plaintext}
     failures: list[str] = []
@@ -101,46 +125,60 @@ def test_key_rotation_under_load_drops_no_request(
     stop = threading.Event()
 
     def load() -> None:
-        with httpx.Client(base_url=runtime.url, timeout=30.0) as client:
-            deadline = time.monotonic() + 60
-            while not stop.is_set() and time.monotonic() < deadline:
-                key = current["key"]
-                response = client.post(
-                    "/v2/models/iris/infer", json=v2_body([IRIS_ROW]), headers={"X-API-Key": key}
-                )
-                counts[0] += 1
-                if response.status_code != 200:
-                    failures.append(f"{response.status_code} {response.text}")
+        try:
+            with httpx.Client(base_url=runtime.url, timeout=30.0) as client:
+                deadline = time.monotonic() + 60
+                while not stop.is_set() and time.monotonic() < deadline:
+                    key = current["key"]
+                    response = client.post(
+                        "/v2/models/iris/infer", json=v2_body([IRIS_ROW]), headers={"X-API-Key": key}
+                    )
+                    counts[0] += 1
+                    if response.status_code != 200:
+                        failures.append(f"{response.status_code} {response.text}")
+        except Exception as error:  # a dropped connection is a dropped request: report it
+            failures.append(f"load thread died: {type(error).__name__}: {error}")
+            raise
 
     threads = [threading.Thread(target=load) for _ in range(4)]
     for thread in threads:
         thread.start()
     try:
-        wait_until(lambda: counts[0] > 50, timeout=20, what="load to start")
+        wait_until("load to start", lambda: counts[0] > 50, timeout=20)
+        since = len(runtime.log())
         mount.publish([old.hashed, new.hashed])  # step 1: both keys valid
-        probe = {"Authorization": f"Bearer {new.plaintext}"}
-        # Several successes in a row, so every worker process has seen the new file.
         wait_until(
-            lambda: all(_status(runtime, probe) == 200 for _ in range(10)),
+            "every worker to load both keys",
+            lambda: len(_workers_reloaded(runtime, since, 2, old.plaintext)) == WORKERS,
             timeout=15,
-            what="the new key to work",
+        )
+        probe = {"Authorization": f"Bearer {new.plaintext}"}
+        wait_until(
+            "the new key to work", lambda: all(_status(runtime, probe) == 200 for _ in range(10)), timeout=15
         )
         current["key"] = new.plaintext  # step 2: clients move to the new key
         before = counts[0]
-        wait_until(lambda: counts[0] > before + 50, timeout=20, what="load on the new key")
+        wait_until("load on the new key", lambda: counts[0] > before + 50, timeout=20)
+        since = len(runtime.log())
         mount.publish([new.hashed])  # step 3: the old key is revoked
+        wait_until(
+            "every worker to drop the old key",
+            lambda: len(_workers_reloaded(runtime, since, 1, new.plaintext)) == WORKERS,
+            timeout=15,
+        )
         gone = {"X-API-Key": old.plaintext}
         wait_until(
+            "the old key to be refused",
             lambda: all(_status(runtime, gone) == 401 for _ in range(10)),
             timeout=15,
-            what="the old key to be refused",
         )
         before = counts[0]
-        wait_until(lambda: counts[0] > before + 50, timeout=20, what="load after revocation")
+        wait_until("load after revocation", lambda: counts[0] > before + 50, timeout=20)
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
+    assert [thread.name for thread in threads if thread.is_alive()] == []
     assert failures == []
     assert counts[0] > 200
     assert runtime.process.poll() is None

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modeldeploy_runtime.serving.dataplane import DataPlane
+from modeldeploy_runtime.serving.dataplane import DataPlane, NotStartedError
 from modeldeploy_runtime.serving.model import PREDICT, PREDICT_PROBA, InputError, load_model
 from tests.runtime.conftest import IRIS_ROW
 
@@ -66,3 +66,35 @@ def test_shape_and_output_errors_are_raised_before_queueing(models: dict[str, Pa
             await dataplane.stop()
 
     asyncio.run(scenario())
+
+
+def test_readiness_follows_start_drain_and_stop(models: dict[str, Path]) -> None:
+    dataplane = _iris_dataplane(models["iris"], [])
+    row = np.asarray([IRIS_ROW])
+
+    async def scenario() -> None:
+        assert not dataplane.is_ready()
+        with pytest.raises(NotStartedError):
+            await dataplane.infer(row, frozenset((PREDICT,)))
+        await dataplane.start()
+        assert dataplane.is_ready()
+        dataplane.begin_drain()
+        assert not dataplane.is_ready()  # unready at once ...
+        assert (await dataplane.infer(row, frozenset((PREDICT,))))[PREDICT].tolist() == [
+            0
+        ]  # ... still serving
+        await dataplane.stop()
+        assert not dataplane.is_ready()
+        with pytest.raises(NotStartedError):
+            await dataplane.infer(row, frozenset((PREDICT,)))
+
+    asyncio.run(scenario())
+
+
+def test_description_tells_the_protocols_what_they_need(models: dict[str, Path]) -> None:
+    description = _iris_dataplane(models["iris"], []).description
+    assert (description.name, description.version, description.n_features) == ("iris", "v1", 4)
+    assert description.outputs == (PREDICT, PREDICT_PROBA)
+    assert description.classes == [0, 1, 2]
+    assert description.estimator_type == "LogisticRegression"
+    assert len(description.sha256) == 64

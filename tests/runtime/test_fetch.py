@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.loopback_moto import S3_CREDENTIALS, moto_server, s3_client
 from tests.runtime.conftest import IRIS_ROW, RuntimeProcess, run_runtime, sha256_file
+from tests.support import S3_CREDENTIALS, moto_server, s3_client
 
 BUCKET = "models"
 
@@ -85,7 +85,7 @@ def test_fetch_from_s3_refuses_a_digest_mismatch_and_leaves_nothing(s3_endpoint:
     assert list(dest.iterdir()) == []  # no partial or unverified file
 
 
-def test_fetch_missing_object_and_bad_credentials_are_one_line_errors(
+def test_fetch_missing_object_missing_bucket_and_plain_http_are_one_line_errors(
     s3_endpoint: str, tmp_path: Path
 ) -> None:
     result = run_runtime(
@@ -102,6 +102,32 @@ def test_fetch_missing_object_and_bad_credentials_are_one_line_errors(
     result = run_runtime("fetch", "--uri", "http://127.0.0.1:1/m.joblib", "--dest", str(tmp_path))
     assert result.returncode == 1
     assert "plain http:// is refused" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("wrong", "answer"),
+    [
+        ({"AWS_ACCESS_KEY_ID": "AKIANOTAKNOWNKEY0000"}, "InvalidAccessKeyId"),
+        ({"AWS_SECRET_ACCESS_KEY": "not-the-secret"}, "SignatureDoesNotMatch"),
+    ],
+)
+def test_fetch_with_wrong_credentials_is_refused_with_one_line_naming_the_answer(
+    s3_endpoint: str, tmp_path: Path, wrong: dict[str, str], answer: str
+) -> None:
+    """The server enforces authentication: the object is there, and the right credentials fetch it;
+    wrong ones get S3's 403 answer, which the fetcher reports on one line naming the URI."""
+    uri = f"s3://{BUCKET}/guarded/model.joblib"
+    _upload(s3_endpoint, "guarded/model.joblib", b"a model behind credentials")
+    allowed = run_runtime(
+        "fetch", "--uri", uri, "--dest", str(tmp_path / "allowed"), env=_s3_env(s3_endpoint)
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    dest = tmp_path / "refused"
+    result = run_runtime("fetch", "--uri", uri, "--dest", str(dest), env={**_s3_env(s3_endpoint), **wrong})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"modeldeploy-runtime: error: {uri}: {answer}: ")
+    assert "Traceback" not in result.stderr
+    assert list(dest.iterdir()) == []  # nothing fetched
 
 
 def test_serve_straight_from_s3(

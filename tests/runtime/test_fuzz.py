@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.runtime.conftest import RuntimeProcess
@@ -18,12 +18,7 @@ def _encode(document: Any) -> bytes:
 
 
 PATHS = ["/v2/models/iris/infer", "/v1/models/iris:predict"]
-FUZZ_SETTINGS = settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-    database=None,
-)
+FUZZ_SETTINGS = settings(max_examples=150, deadline=None, database=None)
 
 scalars = st.one_of(
     st.none(),
@@ -76,45 +71,64 @@ def _post(runtime: RuntimeProcess, path: str, body: bytes, content_type: str = "
     return response.status_code
 
 
-@FUZZ_SETTINGS
-@given(document=v2_requests)
-def test_v2_structured_bodies_never_5xx(iris_runtime: RuntimeProcess, document: dict[str, Any]) -> None:
-    _post(iris_runtime, PATHS[0], _encode(document))
+def _assert_survived(runtime: RuntimeProcess) -> None:
+    """After a fuzz run: the server still runs, is ready, and logged no traceback."""
+    assert runtime.process.poll() is None
+    assert runtime.client.get("/v2/health/ready").status_code == 200
+    assert "Traceback" not in runtime.log()
 
 
-@FUZZ_SETTINGS
-@given(document=v1_requests)
-def test_v1_bodies_never_5xx(iris_runtime: RuntimeProcess, document: dict[str, Any]) -> None:
-    _post(iris_runtime, PATHS[1], _encode(document))
+# Each test runs its Hypothesis search, then checks that the server survived it, so the check
+# follows every fuzz run whatever order the tests run in.
 
 
-@FUZZ_SETTINGS
-@given(path=st.sampled_from(PATHS), body=st.binary(max_size=300) | json_values.map(_encode))
-def test_arbitrary_bytes_never_5xx(iris_runtime: RuntimeProcess, path: str, body: bytes) -> None:
-    _post(iris_runtime, path, body)
+def test_v2_structured_bodies_never_5xx(iris_runtime: RuntimeProcess) -> None:
+    @FUZZ_SETTINGS
+    @given(document=v2_requests)
+    def fuzz(document: dict[str, Any]) -> None:
+        _post(iris_runtime, PATHS[0], _encode(document))
+
+    fuzz()
+    _assert_survived(iris_runtime)
 
 
-def test_server_survived_the_fuzzing(iris_runtime: RuntimeProcess) -> None:
-    assert iris_runtime.process.poll() is None
-    assert iris_runtime.client.get("/v2/health/ready").status_code == 200
-    assert "Traceback" not in iris_runtime.log()
+def test_v1_bodies_never_5xx(iris_runtime: RuntimeProcess) -> None:
+    @FUZZ_SETTINGS
+    @given(document=v1_requests)
+    def fuzz(document: dict[str, Any]) -> None:
+        _post(iris_runtime, PATHS[1], _encode(document))
+
+    fuzz()
+    _assert_survived(iris_runtime)
 
 
-@FUZZ_SETTINGS
-@given(
-    rows=st.integers(min_value=0, max_value=5),
-    columns=st.sampled_from([3, 4, 5]),
-    datatype=st.sampled_from(["FP16", "FP32", "FP64", "INT8", "INT64", "UINT8", "BOOL"]),
-    data=st.data(),
-)
-def test_nearly_valid_tensors_never_5xx(
-    iris_runtime: RuntimeProcess, rows: int, columns: int, datatype: str, data: st.DataObject
-) -> None:
-    values = st.floats(width=64) | st.integers(min_value=-(2**65), max_value=2**65) | st.booleans()
-    flat = data.draw(st.lists(values, min_size=max(rows * columns - 1, 0), max_size=rows * columns + 1))
-    body = {"inputs": [{"name": "x", "shape": [rows, columns], "datatype": datatype, "data": flat}]}
-    status = _post(iris_runtime, PATHS[0], json.dumps(body).encode())
-    if status == 200:
-        assert columns == 4
-        assert len(flat) == rows * columns
-        assert rows > 0
+def test_arbitrary_bytes_never_5xx(iris_runtime: RuntimeProcess) -> None:
+    @FUZZ_SETTINGS
+    @given(path=st.sampled_from(PATHS), body=st.binary(max_size=300) | json_values.map(_encode))
+    def fuzz(path: str, body: bytes) -> None:
+        _post(iris_runtime, path, body)
+
+    fuzz()
+    _assert_survived(iris_runtime)
+
+
+def test_nearly_valid_tensors_never_5xx(iris_runtime: RuntimeProcess) -> None:
+    @FUZZ_SETTINGS
+    @given(
+        rows=st.integers(min_value=0, max_value=5),
+        columns=st.sampled_from([3, 4, 5]),
+        datatype=st.sampled_from(["FP16", "FP32", "FP64", "INT8", "INT64", "UINT8", "BOOL"]),
+        data=st.data(),
+    )
+    def fuzz(rows: int, columns: int, datatype: str, data: st.DataObject) -> None:
+        values = st.floats(width=64) | st.integers(min_value=-(2**65), max_value=2**65) | st.booleans()
+        flat = data.draw(st.lists(values, min_size=max(rows * columns - 1, 0), max_size=rows * columns + 1))
+        body = {"inputs": [{"name": "x", "shape": [rows, columns], "datatype": datatype, "data": flat}]}
+        status = _post(iris_runtime, PATHS[0], json.dumps(body).encode())
+        if status == 200:
+            assert columns == 4
+            assert len(flat) == rows * columns
+            assert rows > 0
+
+    fuzz()
+    _assert_survived(iris_runtime)

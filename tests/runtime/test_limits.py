@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.runtime.conftest import RuntimeProcess, wait_until
+from tests.runtime.conftest import RuntimeProcess
+from tests.support import wait_until
 
 SLOW_SECONDS = 1.5
 
@@ -106,7 +107,7 @@ def test_too_many_in_flight_gets_503_with_retry_after(
     runtime = start_runtime(model_uri=models["slow"], model_name="slow", max_concurrency=2)
     results: list[int] = []
     threads = _slow_requests(runtime, 2, results)
-    wait_until(lambda: _inflight(runtime) >= 2, timeout=10, what="two requests in flight")
+    wait_until("two requests in flight", lambda: _inflight(runtime) >= 2, timeout=10, interval=0.05)
     response = runtime.client.post("/v1/models/slow:predict", json={"instances": [[0, 0]]})
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
@@ -125,14 +126,15 @@ def test_sigterm_turns_unready_at_once_and_drains_in_flight_requests(
     runtime = start_runtime(model_uri=models["slow"], model_name="slow", workers=2, shutdown_delay_seconds=3)
     results: list[int] = []
     threads = _slow_requests(runtime, 3, results)
-    wait_until(lambda: _inflight(runtime) >= 3, timeout=10, what="three requests in flight")
+    wait_until("three requests in flight", lambda: _inflight(runtime) >= 3, timeout=10, interval=0.05)
     sent = time.monotonic()
     runtime.process.send_signal(signal.SIGTERM)
     # Readiness turns false at once, well within the shutdown delay that keeps the listener open.
     wait_until(
+        "readiness to go false",
         lambda: runtime.client.get("/v2/health/ready").status_code == 503,
         timeout=2.0,
-        what="readiness to go false",
+        interval=0.05,
     )
     assert time.monotonic() - sent < 2.0
     for thread in threads:

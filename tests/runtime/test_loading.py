@@ -12,14 +12,13 @@ import sklearn
 
 from tests.runtime.conftest import (
     RuntimeProcess,
-    free_port,
     launch_runtime,
     run_runtime,
     sha256_file,
-    wait_until,
     write_metadata,
 )
 from tests.runtime.slow_model import PickleSideEffect
+from tests.support import free_port, wait_until
 
 WRONG_DIGEST = "0" * 64
 
@@ -167,4 +166,4 @@ def test_port_in_use_is_a_one_line_error(models: dict[str, Path], iris_runtime: 
     )
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{iris_runtime.port}" in result.stderr
-    wait_until(iris_runtime.is_ready, timeout=5, what="the original runtime to be unaffected")
+    wait_until("the original runtime to be unaffected", iris_runtime.is_ready, timeout=5)

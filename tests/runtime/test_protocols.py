@@ -154,7 +154,7 @@ def test_v1_predict(iris_runtime: RuntimeProcess) -> None:
             "/v2/models/iris/infer",
             v2_body([IRIS_ROW], outputs=[{"name": "transform"}]),
             400,
-            "outputs[0].name",
+            "unknown output 'transform'; this model offers predict, predict_proba",
         ),
         ("/v2/models/iris/infer", v2_body([IRIS_ROW], id=5), 400, "id must be a string"),
         ("/v2/models/nope/infer", v2_body([IRIS_ROW]), 404, "this server serves model 'iris'"),

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.runtime.conftest import IRIS_ROW, RuntimeProcess, wait_until
+from tests.runtime.conftest import IRIS_ROW, RuntimeProcess
+from tests.support import wait_until
 
 
 def _workers(runtime: RuntimeProcess) -> set[int]:
@@ -18,20 +19,20 @@ def _workers(runtime: RuntimeProcess) -> set[int]:
     return {int(child) for child in children}
 
 
+def _two_workers(runtime: RuntimeProcess, without: int | None = None) -> set[int] | None:
+    """The two worker PIDs, once there are two and ``without`` is not one of them."""
+    workers = _workers(runtime)
+    return workers if len(workers) == 2 and without not in workers else None
+
+
 def test_a_killed_worker_is_replaced(
     start_runtime: Callable[..., RuntimeProcess], models: dict[str, Path]
 ) -> None:
     runtime = start_runtime(model_uri=models["iris"], model_name="iris", workers=2)
-    before = wait_until(
-        lambda: len(_workers(runtime)) == 2 and _workers(runtime), timeout=10, what="two workers"
-    )
+    before = wait_until("two workers", lambda: _two_workers(runtime), timeout=10)
     victim = min(before)
     os.kill(victim, signal.SIGKILL)
-    after = wait_until(
-        lambda: len(_workers(runtime)) == 2 and victim not in _workers(runtime) and _workers(runtime),
-        timeout=15,
-        what="a replacement worker",
-    )
+    after = wait_until("a replacement worker", lambda: _two_workers(runtime, without=victim), timeout=15)
     assert len(after & before) == 1
     for _ in range(20):  # every request (on a new connection) succeeds, whichever worker takes it
         response = httpx.post(

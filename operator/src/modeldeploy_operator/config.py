@@ -64,17 +64,24 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
     log_format = env.get("MODELDEPLOY_LOG_FORMAT", "plain")
     if log_format not in ("plain", "json"):
         raise ConfigError(f"MODELDEPLOY_LOG_FORMAT={log_format!r} must be 'plain' or 'json'")
+    defaults = OperatorConfig()
     return OperatorConfig(
-        runtime_image=env.get("MODELDEPLOY_RUNTIME_IMAGE") or DEFAULT_RUNTIME_IMAGE,
+        runtime_image=env.get("MODELDEPLOY_RUNTIME_IMAGE") or defaults.runtime_image,
         namespaces=namespaces,
         all_namespaces=not namespaces,
-        metrics_port=_int(env, "MODELDEPLOY_METRICS_PORT", 8000),
+        metrics_port=_int(env, "MODELDEPLOY_METRICS_PORT", defaults.metrics_port),
         log_format=log_format,
-        key_rotation_grace_seconds=_int(env, "MODELDEPLOY_KEY_ROTATION_GRACE_SECONDS", 300),
-        resync_seconds=_float(env, "MODELDEPLOY_RESYNC_SECONDS", 300.0, 1.0),
-        workers=_int(env, "MODELDEPLOY_WORKERS", 8, 1),
-        coalesce_seconds=_float(env, "MODELDEPLOY_COALESCE_SECONDS", 0.3, 0.0),
-        status_debounce_seconds=_float(env, "MODELDEPLOY_STATUS_DEBOUNCE_SECONDS", 2.0, 0.0),
-        pod_recheck_seconds=_float(env, "MODELDEPLOY_POD_RECHECK_SECONDS", 5.0, 0.1),
-        monitoring_api_cache_seconds=_float(env, "MODELDEPLOY_MONITORING_API_CACHE_SECONDS", 10.0, 0.0),
+        key_rotation_grace_seconds=_int(
+            env, "MODELDEPLOY_KEY_ROTATION_GRACE_SECONDS", defaults.key_rotation_grace_seconds
+        ),
+        resync_seconds=_float(env, "MODELDEPLOY_RESYNC_SECONDS", defaults.resync_seconds, 1.0),
+        workers=_int(env, "MODELDEPLOY_WORKERS", defaults.workers, 1),
+        coalesce_seconds=_float(env, "MODELDEPLOY_COALESCE_SECONDS", defaults.coalesce_seconds, 0.0),
+        status_debounce_seconds=_float(
+            env, "MODELDEPLOY_STATUS_DEBOUNCE_SECONDS", defaults.status_debounce_seconds, 0.0
+        ),
+        pod_recheck_seconds=_float(env, "MODELDEPLOY_POD_RECHECK_SECONDS", defaults.pod_recheck_seconds, 0.1),
+        monitoring_api_cache_seconds=_float(
+            env, "MODELDEPLOY_MONITORING_API_CACHE_SECONDS", defaults.monitoring_api_cache_seconds, 0.0
+        ),
     )

@@ -8,36 +8,50 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from modeldeploy_operator.apis import APIAvailability
 from modeldeploy_operator.config import OperatorConfig
-from modeldeploy_operator.constants import (
-    EVENT_RECONCILE_FAILED,
-    KIND,
-    LABEL_MODEL_DEPLOYMENT,
-    OWNED_SELECTOR,
-)
-from modeldeploy_operator.kube import RESOURCES, Kube, KubeError, load_api_client
+from modeldeploy_operator.constants import EVENT_RECONCILE_FAILED, LABEL_MODEL_DEPLOYMENT, OWNED_SELECTOR
+from modeldeploy_operator.events import Note
+from modeldeploy_operator.kube import Kube, KubeAPI, KubeError, load_api_client
 from modeldeploy_operator.metrics import OperatorMetrics
-from modeldeploy_operator.reconcile import Reconciler
+from modeldeploy_operator.reconcile import Reconciler, post_event
+from modeldeploy_operator.resources import MODEL_DEPLOYMENT, WATCHED, Resource, Role
 from modeldeploy_operator.store import Store
 from modeldeploy_operator.workqueue import Key, WorkQueue
 
 logger = logging.getLogger(__name__)
 
-CHILD_KINDS = ("Deployment", "Service", "Secret", "ServiceMonitor")
+FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 60.0
 
 
+def retry_delay(failures: int) -> float:
+    """Seconds before the next attempt after ``failures`` failed reconciles in a row (doubling)."""
+    return min(FIRST_BACKOFF_SECONDS * 2.0 ** (failures - 1), MAX_BACKOFF_SECONDS)
+
+
 class Controller:
-    def __init__(self, config: OperatorConfig, metrics: OperatorMetrics, kube: Kube | None = None) -> None:
+    def __init__(
+        self,
+        config: OperatorConfig,
+        metrics: OperatorMetrics,
+        kube: KubeAPI | None = None,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        backoff: Callable[[int], float] = retry_delay,
+    ) -> None:
         self.config = config
         self.metrics = metrics
         self.kube = kube or Kube(load_api_client(config.workers + 2), record_write=metrics.record_write)
+        self.clock, self.backoff = clock, backoff
         self.store = Store()
-        metrics.watch_readiness(lambda: self.store.all(KIND))
-        self.reconciler = Reconciler(self.kube, self.store, config)
+        metrics.watch_readiness(lambda: self.store.all(MODEL_DEPLOYMENT))
+        self.apis = APIAvailability(self.kube, config.monitoring_api_cache_seconds)
+        self.reconciler = Reconciler(self.kube, self.store, config, apis=self.apis, clock=clock)
         self.queue: WorkQueue | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._failures: dict[Key, int] = {}
@@ -50,28 +64,29 @@ class Controller:
     def relist(self) -> None:
         """LIST everything we watch into the cache (blocking: run it in a thread)."""
         scope = None if self.config.all_namespaces else list(self.config.namespaces)
-        for kind in (KIND, *CHILD_KINDS):
-            if kind == "ServiceMonitor" and not self.reconciler.monitoring_api.available():
+        for resource in WATCHED:
+            if not self.apis.available(resource):
                 continue
+            selector = OWNED_SELECTOR if resource.role is Role.CHILD else None
             for namespace in self._namespaces():
-                result = self.kube.list(kind, namespace, None if kind == KIND else OWNED_SELECTOR)
+                result = self.kube.list(resource, namespace, selector)
                 for item in result.items:  # a LIST leaves these out of its items
-                    item.setdefault("apiVersion", RESOURCES[kind][2])
-                    item.setdefault("kind", kind)
-                self.store.replace(kind, scope, result.items, result.resource_version)
-        self.metrics.managed.set(self.store.count(KIND))
+                    item.setdefault("apiVersion", resource.api_version)
+                    item.setdefault("kind", resource.kind)
+                self.store.replace(resource, scope, result.items, result.resource_version)
+        self.metrics.managed.set(self.store.count(MODEL_DEPLOYMENT))
 
-    def observe(self, kind: str, event_type: str | None, obj: Mapping[str, Any]) -> None:
+    def observe(self, resource: Resource, event_type: str | None, obj: Mapping[str, Any]) -> None:
         """A watch event: update the cache and queue the ModelDeployment it concerns, unless the
         event tells nothing new (the echo of our own write, whose response is cached already)."""
         metadata = obj.get("metadata", {})
         namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
         if event_type == "DELETED":
-            self.store.remove(kind, namespace, name)
-        elif not self.store.put(kind, obj):
+            self.store.remove(resource, namespace, name)
+        elif not self.store.put(resource, obj):
             return
-        if kind == KIND:
-            self.metrics.managed.set(self.store.count(KIND))
+        if resource.role is Role.PRIMARY:
+            self.metrics.managed.set(self.store.count(MODEL_DEPLOYMENT))
             if event_type != "DELETED":
                 self._enqueue((namespace, name), 0.0)
             return
@@ -88,7 +103,7 @@ class Controller:
     async def start(self) -> None:
         self.queue = WorkQueue()
         await asyncio.to_thread(self.relist)
-        for namespace, name in self.store.keys(KIND):
+        for namespace, name in self.store.keys(MODEL_DEPLOYMENT):
             self._enqueue((namespace, name), 0.0)
         self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.config.workers)]
         self._tasks.append(asyncio.create_task(self._resync()))
@@ -110,7 +125,7 @@ class Controller:
             except (KubeError, OSError) as error:
                 logger.warning("resync failed: %s", error)
                 continue
-            for key in self.store.keys(KIND):
+            for key in self.store.keys(MODEL_DEPLOYMENT):
                 self._enqueue(key, 0.0)
 
     async def _worker(self) -> None:
@@ -141,7 +156,7 @@ class Controller:
         if self.queue is None:
             return
         failures = self._failures[key] = self._failures.get(key, 0) + 1
-        delay = min(0.5 * 2 ** (failures - 1), MAX_BACKOFF_SECONDS)
+        delay = self.backoff(failures)
         message = f"{type(error).__name__}: {error}"
         logger.error(
             "%s/%s: reconcile failed (attempt %d, retrying in %.1fs): %s", *key, failures, delay, message
@@ -149,11 +164,8 @@ class Controller:
         self.queue.add(key, delay)
         if self._last_error.get(key) != message:
             self._last_error[key] = message
-            body = self.store.get(KIND, *key)
+            body = self.store.get(MODEL_DEPLOYMENT, *key)
             if body is not None:
+                note = Note("Warning", EVENT_RECONCILE_FAILED, message)
                 with contextlib.suppress(Exception):
-                    now = self.reconciler.clock()
-                    await asyncio.to_thread(
-                        self.kube.post_event, body, event_type="Warning", reason=EVENT_RECONCILE_FAILED,
-                        message=message, now=now,
-                    )  # fmt: skip
+                    await asyncio.to_thread(post_event, self.kube, body, note, self.clock())

@@ -18,21 +18,12 @@ from modeldeploy_operator.constants import (
     LABEL_MANAGED_BY,
     OPERATOR_NAME,
     OWNED_SELECTOR,
-    PLURAL,
-    VERSION,
 )
 from modeldeploy_operator.controller import Controller
 from modeldeploy_operator.metrics import OperatorMetrics
+from modeldeploy_operator.resources import CHILDREN, WATCHED, Resource, Role
 
 OWNED = {LABEL_MANAGED_BY: OPERATOR_NAME}
-# The children's watches, filtered by the API server with OWNED_SELECTOR: only our objects reach the
-# operator (kopf's ``labels=`` filter alone would stream every Secret and Deployment of the cluster).
-CHILD_RESOURCES = (
-    ("apps", "v1", "deployments"),
-    ("", "v1", "services"),
-    ("", "v1", "secrets"),
-    ("monitoring.coreos.com", "v1", "servicemonitors"),
-)
 WATCH_SERVER_TIMEOUT_SECONDS = 270
 WATCH_CLIENT_TIMEOUT_SECONDS = 300
 
@@ -66,8 +57,10 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT_SECONDS
     settings.watching.connect_timeout = 30
-    for resource in CHILD_RESOURCES:
-        settings.watching.label_selectors[resource] = OWNED_SELECTOR
+    # The children's watches, filtered by the API server with OWNED_SELECTOR: only our objects reach
+    # the operator (kopf's ``labels=`` filter alone would stream every Secret and Deployment).
+    for child in CHILDREN:
+        settings.watching.label_selectors[(child.group, child.version, child.plural)] = OWNED_SELECTOR
     # Our own prefix for anything kopf may store, never kopf.zalando.org.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = NoDiffBaseStorage()
@@ -96,26 +89,18 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await controller.stop()
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def model_deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.controller.observe("ModelDeployment", event["type"], event["object"])
+def register_watch(resource: Resource) -> None:
+    """One kopf event handler for ``resource``: cache the object, queue its ModelDeployment."""
+
+    async def on_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo.controller.observe(resource, event["type"], event["object"])
+
+    labels = OWNED if resource.role is Role.CHILD else None
+    decorate = kopf.on.event(
+        resource.group, resource.version, resource.plural, labels=labels, id=resource.kind
+    )
+    decorate(on_event)
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=OWNED)
-async def deployment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.controller.observe("Deployment", event["type"], event["object"])
-
-
-@kopf.on.event("", "v1", "services", labels=OWNED)
-async def service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.controller.observe("Service", event["type"], event["object"])
-
-
-@kopf.on.event("", "v1", "secrets", labels=OWNED)
-async def secret_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.controller.observe("Secret", event["type"], event["object"])
-
-
-@kopf.on.event("monitoring.coreos.com", "v1", "servicemonitors", labels=OWNED)
-async def service_monitor_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo.controller.observe("ServiceMonitor", event["type"], event["object"])
+for watched in WATCHED:
+    register_watch(watched)

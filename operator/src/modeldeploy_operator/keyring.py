@@ -11,7 +11,7 @@ Rules, per client named in the spec (auth enabled):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from modeldeploy_runtime.apikeys import HashedKey, MintedKey, hash_key, parse_key
@@ -24,7 +24,6 @@ class KeyPlan:
     minted: tuple[str, ...] = ()  # clients that received a new key in this plan
     retired: tuple[str, ...] = ()  # key ids dropped because their grace period ended
     next_expiry: datetime | None = None  # when the plan must be recomputed to drop a key
-    revoked: tuple[str, ...] = field(default=())  # key ids dropped because their client was removed
 
 
 def _active_hash(plaintext: str, client: str, observed: Iterable[HashedKey]) -> HashedKey:
@@ -74,12 +73,10 @@ def plan_keys(
                 continue
             hashes.append(HashedKey(entry.key_id, entry.client, entry.salt, entry.sha256, expires_at))
             expiries.append(expires_at)
-    revoked = tuple(entry.key_id for entry in observed if entry.client not in wanted)
     return KeyPlan(
         hashes=tuple(hashes),
         plaintexts=plaintexts,
         minted=tuple(minted),
         retired=tuple(retired),
         next_expiry=min(expiries) if expiries else None,
-        revoked=revoked,
     )

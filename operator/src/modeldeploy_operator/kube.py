@@ -7,27 +7,16 @@ the operator never does "exists? then create". Bodies are plain dicts; responses
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
 
-from kubernetes import client, config
+from modeldeploy_operator.constants import FIELD_MANAGER
+from modeldeploy_operator.resources import Resource, resource_of
 
-from modeldeploy_operator.constants import API_VERSION, FIELD_MANAGER, KIND, OPERATOR_NAME, PLURAL
-
-# kind -> (API path prefix, plural, apiVersion)
-RESOURCES: dict[str, tuple[str, str, str]] = {
-    KIND: (f"/apis/{API_VERSION}", PLURAL, API_VERSION),
-    "Deployment": ("/apis/apps/v1", "deployments", "apps/v1"),
-    "Service": ("/api/v1", "services", "v1"),
-    "Secret": ("/api/v1", "secrets", "v1"),
-    "Pod": ("/api/v1", "pods", "v1"),
-    "Event": ("/api/v1", "events", "v1"),
-    "ServiceMonitor": ("/apis/monitoring.coreos.com/v1", "servicemonitors", "monitoring.coreos.com/v1"),
-}
+if TYPE_CHECKING:
+    from kubernetes import client
 
 WriteRecorder = Callable[[str, str], None]  # (verb, kind)
 
@@ -44,9 +33,34 @@ class ListResult:
     resource_version: int
 
 
-def _path(kind: str, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
-    prefix, plural, _ = RESOURCES[kind]
-    path = prefix + (f"/namespaces/{quote(namespace)}" if namespace else "") + f"/{plural}"
+class KubeAPI(Protocol):
+    """What the controller and the reconcile ask of the API server (``Kube`` over HTTP; an in-memory
+    fake in the unit tests)."""
+
+    def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def list(
+        self, resource: Resource, namespace: str | None, label_selector: str | None = None
+    ) -> ListResult: ...
+
+    def apply(self, obj: Mapping[str, Any], *, status: bool = False) -> dict[str, Any]: ...
+
+    def merge_patch(
+        self, resource: Resource, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]: ...
+
+    def delete(self, resource: Resource, namespace: str, name: str) -> None: ...
+
+    def create(self, obj: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def serves(self, resource: Resource) -> bool: ...
+
+
+def _path(
+    resource: Resource, namespace: str | None, name: str | None = None, subresource: str | None = None
+) -> str:
+    scope = f"/namespaces/{quote(namespace)}" if namespace and resource.namespaced else ""
+    path = f"{resource.path_prefix}{scope}/{resource.plural}"
     if name:
         path += f"/{quote(name)}"
     if subresource:
@@ -56,6 +70,10 @@ def _path(kind: str, namespace: str | None, name: str | None = None, subresource
 
 def load_api_client(pool_size: int, kubeconfig: str | None = None) -> client.ApiClient:
     """``kubeconfig`` when given; else in-cluster config in a pod, else ``KUBECONFIG`` or ~/.kube/config."""
+    # Imported here: the client takes a second to import, and only a running operator needs it
+    # (the controller's and the reconcile's unit tests use an in-memory KubeAPI).
+    from kubernetes import client, config  # noqa: PLC0415
+
     configuration = client.Configuration()
     if kubeconfig is not None:
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
@@ -99,25 +117,27 @@ class Kube:
             raise KubeError(response.status, message)
         return json.loads(data) if data else {}
 
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self._request("GET", _path(kind, namespace, name))  # type: ignore[no-any-return]
+            return self._request("GET", _path(resource, namespace, name))  # type: ignore[no-any-return]
         except KubeError as error:
             if error.status == 404:
                 return None
             raise
 
-    def list(self, kind: str, namespace: str | None, label_selector: str | None = None) -> ListResult:
+    def list(
+        self, resource: Resource, namespace: str | None, label_selector: str | None = None
+    ) -> ListResult:
         query = {"labelSelector": label_selector} if label_selector else None
-        document = self._request("GET", _path(kind, namespace), query=query)
+        document = self._request("GET", _path(resource, namespace), query=query)
         return ListResult(document.get("items", []), int(document["metadata"]["resourceVersion"]))
 
     def apply(self, obj: Mapping[str, Any], *, status: bool = False) -> dict[str, Any]:
         """Server-side apply ``obj`` (or its status); returns the object as stored."""
-        kind = str(obj["kind"])
+        resource = resource_of(obj)
         metadata = obj["metadata"]
-        path = _path(kind, metadata["namespace"], metadata["name"], "status" if status else None)
-        self._record_write("apply", kind + ("/status" if status else ""))
+        path = _path(resource, metadata["namespace"], metadata["name"], "status" if status else None)
+        self._record_write("apply", resource.kind + ("/status" if status else ""))
         return self._request(  # type: ignore[no-any-return]
             "PATCH",
             path,
@@ -126,63 +146,40 @@ class Kube:
             content_type="application/apply-patch+yaml",
         )
 
-    def merge_patch(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        self._record_write("patch", kind)
+    def merge_patch(
+        self, resource: Resource, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        self._record_write("patch", resource.kind)
         return self._request(  # type: ignore[no-any-return]
             "PATCH",
-            _path(kind, namespace, name),
+            _path(resource, namespace, name),
             query={"fieldManager": FIELD_MANAGER},
             body=dict(patch),
             content_type="application/merge-patch+json",
         )
 
-    def delete(self, kind: str, namespace: str, name: str) -> None:
-        self._record_write("delete", kind)
+    def delete(self, resource: Resource, namespace: str, name: str) -> None:
+        self._record_write("delete", resource.kind)
         try:
-            self._request("DELETE", _path(kind, namespace, name), body={"propagationPolicy": "Background"})
+            self._request(
+                "DELETE", _path(resource, namespace, name), body={"propagationPolicy": "Background"}
+            )
         except KubeError as error:
             if error.status != 404:
                 raise
 
-    def has_group_resource(self, group_version: str, plural: str) -> bool:
-        """Whether discovery lists ``plural`` in ``group_version`` (e.g. monitoring.coreos.com/v1)."""
+    def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        resource = resource_of(obj)
+        self._record_write("create", resource.kind)
+        path = _path(resource, obj["metadata"].get("namespace"))
+        return self._request("POST", path, body=dict(obj))  # type: ignore[no-any-return]
+
+    def serves(self, resource: Resource) -> bool:
+        """Whether discovery lists ``resource`` (an optional CRD's API may be missing or unavailable)."""
         try:
-            document = self._request("GET", f"/apis/{group_version}")
+            document = self._request("GET", resource.path_prefix)
         except KubeError as error:
             if error.status in (404, 503):
                 return False
             raise
-        return any(resource.get("name") == plural for resource in document.get("resources", []))
-
-    def post_event(
-        self, involved: Mapping[str, Any], *, event_type: str, reason: str, message: str, now: datetime
-    ) -> None:
-        """A core/v1 Event about a ModelDeployment (never carries a key: callers pass fixed texts)."""
-        metadata = involved["metadata"]
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {
-                "name": f"{metadata['name']}.{secrets.token_hex(8)}",
-                "namespace": metadata["namespace"],
-            },
-            "involvedObject": {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "name": metadata["name"],
-                "namespace": metadata["namespace"],
-                "uid": metadata["uid"],
-                "resourceVersion": metadata.get("resourceVersion", ""),
-            },
-            "type": event_type,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": OPERATOR_NAME},
-            "reportingComponent": OPERATOR_NAME,
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
-        self._record_write("create", "Event")
-        self._request("POST", _path("Event", metadata["namespace"]), body=event)
+        return any(entry.get("name") == resource.plural for entry in document.get("resources", []))

@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from modeldeploy_operator.status import is_ready
+
 
 class ReadinessCollector(Collector):
     """``modeldeploy_operator_modeldeployment_ready{namespace,name}``, read from the cached
@@ -25,8 +27,7 @@ class ReadinessCollector(Collector):
             labels=["namespace", "name"],
         )
         for body in self._model_deployments():
-            conditions = body.get("status", {}).get("conditions", [])
-            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+            ready = is_ready(body.get("status") or {})
             metadata = body.get("metadata", {})
             family.add_metric(
                 [metadata.get("namespace", ""), metadata.get("name", "")], 1.0 if ready else 0.0

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
-import time
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from modeldeploy_operator.apis import APIAvailability
 from modeldeploy_operator.builders import (
     build_client_secret,
     build_deployment,
@@ -29,39 +29,39 @@ from modeldeploy_operator.config import OperatorConfig
 from modeldeploy_operator.constants import (
     ANNOTATION_DESIRED_HASH,
     ANNOTATION_ROTATE,
-    API_VERSION,
     APIKEYS_FILE_KEY,
     CLIENT_KEY_DATA_KEY,
     COMPONENT_CLIENT_KEY,
-    CONDITION_DEGRADED,
-    CONDITION_MONITORING,
-    EVENT_DEGRADED,
-    EVENT_KEY_EXPIRED,
-    EVENT_KEY_ROTATED,
-    EVENT_MONITORING_SKIPPED,
-    KIND,
     LABEL_CLIENT,
     LABEL_COMPONENT,
 )
 from modeldeploy_operator.drift import contains
+from modeldeploy_operator.events import Note, build_event, key_rotation_notes, transition_notes
 from modeldeploy_operator.keyring import KeyPlan, plan_keys
-from modeldeploy_operator.kube import Kube, KubeError
+from modeldeploy_operator.kube import KubeAPI, KubeError
 from modeldeploy_operator.model import ModelDeployment
+from modeldeploy_operator.pacing import PodRecheck, StatusWritePacer
+from modeldeploy_operator.resources import (
+    DEPLOYMENT,
+    MODEL_DEPLOYMENT,
+    POD,
+    SECRET,
+    SERVICE,
+    SERVICE_MONITOR,
+    Resource,
+    resource_of,
+)
 from modeldeploy_operator.status import (
     Monitoring,
     Observed,
     build_status,
-    condition_of,
-    is_rollout_in_progress,
-    is_significant_change,
+    is_urgent_change,
     should_inspect_pods,
 )
 from modeldeploy_operator.store import Store
 from modeldeploy_runtime.apikeys import HashedKey, KeysFileError, MintedKey, mint_key, parse_keys_file
 
 logger = logging.getLogger(__name__)
-
-MAX_POD_RECHECK_SECONDS = 60.0
 
 
 @dataclass
@@ -70,8 +70,7 @@ class Outcome:
 
     writes: int = 0
     requeue_after: float | None = None
-    found: bool = True
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    notes: list[Note] = field(default_factory=list)  # Events posted at the end of the reconcile
 
     def requeue(self, delay: float) -> None:
         """Ask to run again within ``delay`` seconds (the earliest of all such asks wins)."""
@@ -106,55 +105,40 @@ def _summary(status: Mapping[str, Any]) -> str:
     return f"gen={status.get('observedGeneration')} ready={status.get('readyReplicas')} {conditions}"
 
 
-class MonitoringAPI:
-    """Whether the ServiceMonitor API exists, asked at most once per ``ttl`` seconds."""
-
-    def __init__(self, kube: Kube, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._kube, self._ttl, self._clock = kube, ttl, clock
-        self._lock = threading.Lock()
-        self._answer: tuple[float, bool] | None = None
-
-    def available(self) -> bool:
-        with self._lock:
-            if self._answer is not None and self._clock() - self._answer[0] < self._ttl:
-                return self._answer[1]
-        answer = self._kube.has_group_resource("monitoring.coreos.com/v1", "servicemonitors")
-        with self._lock:
-            self._answer = (self._clock(), answer)
-        return answer
-
-    def forget(self) -> None:
-        with self._lock:
-            self._answer = None
+def post_event(kube: KubeAPI, involved: Mapping[str, Any], note: Note, now: datetime) -> None:
+    """Create the Event ``note`` about the ModelDeployment ``involved``."""
+    kube.create(build_event(involved, note, now, name_suffix=secrets.token_hex(8)))
 
 
 class Reconciler:
     def __init__(
         self,
-        kube: Kube,
+        kube: KubeAPI,
         store: Store,
         config: OperatorConfig,
         *,
+        apis: APIAvailability | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         mint: Callable[[str], MintedKey] = mint_key,
+        status_pacer: StatusWritePacer | None = None,
+        pod_recheck: PodRecheck | None = None,
     ) -> None:
         self.kube, self.store, self.config = kube, store, config
         self.clock, self.mint = clock, mint
-        self.monitoring_api = MonitoringAPI(kube, config.monitoring_api_cache_seconds)
-        self.monotonic = time.monotonic
-        self._progress_since: dict[tuple[str, str], float] = {}
-        self._unfinished_since: dict[tuple[str, str], float] = {}
+        self.apis = apis or APIAvailability(kube, config.monitoring_api_cache_seconds)
+        self.status_pacer = status_pacer or StatusWritePacer(config.status_debounce_seconds)
+        self.pod_recheck = pod_recheck or PodRecheck(config.pod_recheck_seconds)
 
     # -- writes, each followed by updating the cache with the server's answer ----------------------
     def _apply(self, obj: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
         stored = self.kube.apply(obj)
-        self.store.put(str(obj["kind"]), stored)
+        self.store.put(resource_of(obj), stored)
         outcome.writes += 1
         return stored
 
-    def _delete(self, kind: str, namespace: str, name: str, outcome: Outcome) -> None:
-        self.kube.delete(kind, namespace, name)
-        self.store.remove(kind, namespace, name)
+    def _delete(self, resource: Resource, namespace: str, name: str, outcome: Outcome) -> None:
+        self.kube.delete(resource, namespace, name)
+        self.store.remove(resource, namespace, name)
         outcome.writes += 1
 
     def _observed_secret(self, md: ModelDeployment, name: str) -> dict[str, Any] | None:
@@ -166,37 +150,38 @@ class Reconciler:
         there is nothing the cache could have missed and no need to ask.
         """
         namespace = md.namespace
-        cached = self.store.get("Secret", namespace, name)
+        cached = self.store.get(SECRET, namespace, name)
         if cached is not None or "observedGeneration" not in md.status:
             return cached
-        live = self.kube.get("Secret", namespace, name)
+        live = self.kube.get(SECRET, namespace, name)
         if live is not None:
-            self.store.put("Secret", live)
+            self.store.put(SECRET, live)
         return live
 
     # -- the reconcile ----------------------------------------------------------------------------
     def reconcile(self, namespace: str, name: str) -> Outcome:
-        body = self.store.get(KIND, namespace, name)
+        key = (namespace, name)
+        body = self.store.get(MODEL_DEPLOYMENT, namespace, name)
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
-            self._progress_since.pop((namespace, name), None)
-            self._unfinished_since.pop((namespace, name), None)
-            return Outcome(found=False)
+            self.status_pacer.forget(key)
+            self.pod_recheck.forget(key)
+            return Outcome()
         md = ModelDeployment.from_body(body)
         now = self.clock()
         outcome = Outcome()
         plan = self._reconcile_keys(md, now, outcome)
         deployment = build_deployment(md, self.config)
-        observed_deployment = self.store.get("Deployment", namespace, name)
+        observed_deployment = self.store.get(DEPLOYMENT, namespace, name)
         if needs_apply(deployment, observed_deployment):
             observed_deployment = self._apply(deployment, outcome)
         service = build_service(md)
-        if needs_apply(service, self.store.get("Service", namespace, name)):
+        if needs_apply(service, self.store.get(SERVICE, namespace, name)):
             self._apply(service, outcome)
         monitoring = self._reconcile_service_monitor(md, outcome)
         if md.rotate_clients:
             patch = {"metadata": {"annotations": {ANNOTATION_ROTATE: None}}}
-            body = self.kube.merge_patch(KIND, namespace, name, patch)
-            self.store.put(KIND, body)
+            body = self.kube.merge_patch(MODEL_DEPLOYMENT, namespace, name, patch)
+            self.store.put(MODEL_DEPLOYMENT, body)
             outcome.writes += 1
         desired_hash = deployment["metadata"]["annotations"][ANNOTATION_DESIRED_HASH]
         observed = Observed(
@@ -210,15 +195,18 @@ class Reconciler:
         )
         status = build_status(md, observed, now)
         if not contains(dict(md.status), status) and self._status_write_due(md, status, outcome):
-            self._collect_transition_events(md, status, monitoring, outcome)  # posted with the status
+            outcome.notes += transition_notes(md.status, status, monitoring)  # posted with the status
             logger.debug("%s/%s: status %s -> %s", namespace, name, _summary(md.status), _summary(status))
-            applied = self.kube.apply({"apiVersion": API_VERSION, "kind": KIND,
-                                       "metadata": {"name": name, "namespace": namespace}, "status": status},
-                                      status=True)  # fmt: skip
-            self.store.put(KIND, applied)
+            status_body = {
+                "apiVersion": MODEL_DEPLOYMENT.api_version,
+                "kind": MODEL_DEPLOYMENT.kind,
+                "metadata": {"name": name, "namespace": namespace},
+                "status": status,
+            }
+            self.store.put(MODEL_DEPLOYMENT, self.kube.apply(status_body, status=True))
             outcome.writes += 1
-        for event_type, reason, message in outcome.events:
-            self.kube.post_event(body, event_type=event_type, reason=reason, message=message, now=now)
+        for note in outcome.notes:
+            post_event(self.kube, body, note, now)
         if plan.next_expiry is not None:
             outcome.requeue(max((plan.next_expiry - now).total_seconds(), 0.0) + 0.5)
         return outcome
@@ -226,50 +214,36 @@ class Reconciler:
     def _pods_of_unfinished_rollout(
         self, md: ModelDeployment, deployment: Mapping[str, Any] | None, desired_hash: str, outcome: Outcome
     ) -> list[dict[str, Any]]:
-        """The pods, read only while the rollout is unfinished (Pods are not watched: at scale their
-        events would cost more than these reads). A crash loop changes nothing on the Deployment,
-        so an unfinished rollout is looked at again, every ``pod_recheck_seconds`` at first, then
-        as far apart as it has lasted (at most ``MAX_POD_RECHECK_SECONDS``)."""
+        """The pods, read only while the rollout is unfinished, and looked at again as
+        ``PodRecheck`` paces it."""
         key = (md.namespace, md.name)
         if not should_inspect_pods(md, deployment, desired_hash):
-            self._unfinished_since.pop(key, None)
+            self.pod_recheck.forget(key)
             return []
-        lasted = self.monotonic() - self._unfinished_since.setdefault(key, self.monotonic())
-        outcome.requeue(min(max(lasted, self.config.pod_recheck_seconds), MAX_POD_RECHECK_SECONDS))
-        return self.kube.list("Pod", md.namespace, selector_string(md)).items
+        outcome.requeue(self.pod_recheck.next_check_after(key))
+        return self.kube.list(POD, md.namespace, selector_string(md)).items
 
     def _status_write_due(self, md: ModelDeployment, status: dict[str, Any], outcome: Outcome) -> bool:
-        """Write Ready, Degraded and other condition changes at once. Batch for
-        ``status_debounce_seconds`` what only reports a rollout in progress (a new generation
-        rolling out, replica counts, messages): a rollout is then not one status write per pod,
-        and one that finishes within the window needs no Progressing write at all. Until the
-        write, ``observedGeneration`` lags, which kstatus readers take as "in progress"."""
-        key = (md.namespace, md.name)
-        urgent = is_significant_change(md.status, status) and not is_rollout_in_progress(status)
-        if urgent or self.config.status_debounce_seconds <= 0:
-            self._progress_since.pop(key, None)
-            return True
-        since = self._progress_since.setdefault(key, self.monotonic())
-        waited = self.monotonic() - since
-        if waited >= self.config.status_debounce_seconds:
-            self._progress_since.pop(key, None)
-            return True
-        outcome.requeue(self.config.status_debounce_seconds - waited)
-        return False
+        wait = self.status_pacer.wait_before_write(
+            (md.namespace, md.name), urgent=is_urgent_change(md.status, status)
+        )
+        if wait > 0:
+            outcome.requeue(wait)
+        return wait == 0
 
     def _reconcile_keys(self, md: ModelDeployment, now: datetime, outcome: Outcome) -> KeyPlan:
         wanted = md.client_names
         stale_clients = [
             secret
-            for secret in self.store.owned("Secret", md.namespace, md.name)
+            for secret in self.store.owned(SECRET, md.namespace, md.name)
             if (secret["metadata"].get("labels") or {}).get(LABEL_COMPONENT) == COMPONENT_CLIENT_KEY
             and (secret["metadata"].get("labels") or {}).get(LABEL_CLIENT) not in wanted
         ]
         for secret in stale_clients:
-            self._delete("Secret", md.namespace, secret["metadata"]["name"], outcome)
+            self._delete(SECRET, md.namespace, secret["metadata"]["name"], outcome)
         if not md.spec.auth.enabled:
-            if self.store.get("Secret", md.namespace, hashes_secret_name(md.name)) is not None:
-                self._delete("Secret", md.namespace, hashes_secret_name(md.name), outcome)
+            if self.store.get(SECRET, md.namespace, hashes_secret_name(md.name)) is not None:
+                self._delete(SECRET, md.namespace, hashes_secret_name(md.name), outcome)
             return KeyPlan(hashes=(), plaintexts={})
         hashes_secret = self._observed_secret(md, hashes_secret_name(md.name))
         observed_hashes: list[HashedKey] = []
@@ -287,13 +261,14 @@ class Reconciler:
             )
             for client in wanted
         }
+        grace = timedelta(seconds=self.config.key_rotation_grace_seconds)
         plan = plan_keys(
             wanted,
             plaintexts,
             observed_hashes,
             rotate=md.rotate_clients,
             now=now,
-            grace=timedelta(seconds=self.config.key_rotation_grace_seconds),
+            grace=grace,
             mint=self.mint,
         )
         # The hashes first: a new key must be accepted before any client can hold it.
@@ -303,32 +278,21 @@ class Reconciler:
         for client, plaintext in plan.plaintexts.items():
             desired = build_client_secret(md, client, plaintext)
             if needs_apply(
-                desired, self.store.get("Secret", md.namespace, client_secret_name(md.name, client))
+                desired, self.store.get(SECRET, md.namespace, client_secret_name(md.name, client))
             ):
                 self._apply(desired, outcome)
         previous_clients = {entry.client for entry in observed_hashes}
-        for client in plan.minted:
-            if client in previous_clients:
-                until = (now + timedelta(seconds=self.config.key_rotation_grace_seconds)).strftime(
-                    "%Y-%m-%dT%H:%M:%SZ"
-                )
-                message = (
-                    f"issued a new API key for client {client}; the previous key stays valid until {until}"
-                )
-                outcome.events.append(("Normal", EVENT_KEY_ROTATED, message))
-        if plan.retired:
-            message = f"retired {len(plan.retired)} API key(s) whose grace period ended (key ids {', '.join(plan.retired)})"
-            outcome.events.append(("Normal", EVENT_KEY_EXPIRED, message))
+        outcome.notes += key_rotation_notes(plan, previous_clients, now, grace)
         return plan
 
     def _reconcile_service_monitor(self, md: ModelDeployment, outcome: Outcome) -> Monitoring:
         enabled = md.spec.monitoring.service_monitor.enabled
-        if not self.monitoring_api.available():
+        if not self.apis.available(SERVICE_MONITOR):
             return Monitoring.CRD_MISSING if enabled else Monitoring.DISABLED
-        observed = self.store.get("ServiceMonitor", md.namespace, md.name)
+        observed = self.store.get(SERVICE_MONITOR, md.namespace, md.name)
         if not enabled:
             if observed is not None:
-                self._delete("ServiceMonitor", md.namespace, md.name, outcome)
+                self._delete(SERVICE_MONITOR, md.namespace, md.name, outcome)
             return Monitoring.DISABLED
         desired = build_service_monitor(md)
         if needs_apply(desired, observed):
@@ -337,29 +301,6 @@ class Reconciler:
             except KubeError as error:
                 if error.status != 404:
                     raise
-                self.monitoring_api.forget()  # the CRD went away between discovery and apply
+                self.apis.forget(SERVICE_MONITOR)  # the CRD went away between discovery and apply
                 return Monitoring.CRD_MISSING
         return Monitoring.APPLIED
-
-    def _collect_transition_events(
-        self, md: ModelDeployment, status: dict[str, Any], monitoring: Monitoring, outcome: Outcome
-    ) -> None:
-        """Events for meaningful transitions only: monitoring skipped, degraded."""
-        before_monitoring = condition_of(md.status, CONDITION_MONITORING)
-        after_monitoring = condition_of(status, CONDITION_MONITORING)
-        if (
-            monitoring is Monitoring.CRD_MISSING
-            and after_monitoring is not None
-            and (
-                before_monitoring is None or before_monitoring.get("reason") != after_monitoring.get("reason")
-            )
-        ):
-            outcome.events.append(("Normal", EVENT_MONITORING_SKIPPED, after_monitoring["message"]))
-        before = condition_of(md.status, CONDITION_DEGRADED)
-        after = condition_of(status, CONDITION_DEGRADED)
-        if (
-            after is not None
-            and after["status"] == "True"
-            and (before is None or before.get("status") != "True" or before.get("reason") != after["reason"])
-        ):
-            outcome.events.append(("Warning", EVENT_DEGRADED, f"{after['reason']}: {after['message']}"))

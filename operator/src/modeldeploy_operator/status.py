@@ -36,10 +36,14 @@ from modeldeploy_operator.constants import (
     REASON_SERVICE_MONITOR_CRD_MISSING,
 )
 from modeldeploy_operator.model import ModelDeployment
+from modeldeploy_operator.resources import SERVICE_MONITOR
 
 IMAGE_PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"})
 CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
 MAX_MESSAGE = 1024
+# The Deployment's own condition types (apps/v1), read to explain a stuck rollout.
+DEPLOYMENT_PROGRESSING = "Progressing"
+DEPLOYMENT_REPLICA_FAILURE = "ReplicaFailure"
 
 
 class Monitoring(Enum):
@@ -107,13 +111,6 @@ def _container_problem(pod: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _deployment_condition(deployment: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
-    for condition in (deployment.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == kind:
-            return condition  # type: ignore[no-any-return]
-    return None
-
-
 def _degradation(
     deployment: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]]
 ) -> tuple[str, str] | None:
@@ -125,14 +122,15 @@ def _degradation(
             return problem
     if deployment is None:
         return None
-    progressing = _deployment_condition(deployment, "Progressing")
+    deployment_status = deployment.get("status") or {}
+    progressing = condition_of(deployment_status, DEPLOYMENT_PROGRESSING)
     if (
         progressing
         and progressing.get("status") == "False"
         and progressing.get("reason") == REASON_PROGRESS_DEADLINE
     ):
         return REASON_PROGRESS_DEADLINE, progressing.get("message", "the rollout did not progress in time")
-    failure = _deployment_condition(deployment, "ReplicaFailure")
+    failure = condition_of(deployment_status, DEPLOYMENT_REPLICA_FAILURE)
     if failure and failure.get("status") == "True":
         return REASON_REPLICA_FAILURE, failure.get("message", "pods could not be created")
     return None
@@ -200,10 +198,14 @@ def should_inspect_pods(md: ModelDeployment, deployment: Mapping[str, Any] | Non
 def _monitoring_condition(monitoring: Monitoring) -> Condition:
     if monitoring is Monitoring.APPLIED:
         return Condition(
-            CONDITION_MONITORING, True, REASON_SERVICE_MONITOR_APPLIED, "the ServiceMonitor is applied"
+            CONDITION_MONITORING,
+            True,
+            REASON_SERVICE_MONITOR_APPLIED,
+            f"the {SERVICE_MONITOR.kind} is applied",
         )
     if monitoring is Monitoring.CRD_MISSING:
-        message = "monitoring skipped: the monitoring.coreos.com/v1 ServiceMonitor API is not installed"
+        api = f"{SERVICE_MONITOR.api_version} {SERVICE_MONITOR.kind}"
+        message = f"monitoring skipped: the {api} API is not installed"
         return Condition(CONDITION_MONITORING, False, REASON_SERVICE_MONITOR_CRD_MISSING, message)
     return Condition(
         CONDITION_MONITORING,
@@ -219,13 +221,14 @@ def compute_conditions(md: ModelDeployment, observed: Observed) -> tuple[list[Co
     )
     degradation = _degradation(observed.deployment, observed.pods)
     deadline = degradation is not None and degradation[0] == REASON_PROGRESS_DEADLINE
+    ready_reason, ready_message = degradation or (reason, message)
+    degraded_reason, degraded_message = degradation or (REASON_AS_EXPECTED, "no failing pods")
     conditions = [
-        Condition(CONDITION_READY, complete and degradation is None, reason if degradation is None else degradation[0],
-                  message if degradation is None else degradation[1]),
+        Condition(CONDITION_READY, complete and degradation is None, ready_reason, ready_message),
         Condition(CONDITION_PROGRESSING, not complete and not deadline, reason, message),
-        Condition(CONDITION_DEGRADED, degradation is not None, *(degradation or (REASON_AS_EXPECTED, "no failing pods"))),
+        Condition(CONDITION_DEGRADED, degradation is not None, degraded_reason, degraded_message),
         _monitoring_condition(observed.monitoring),
-    ]  # fmt: skip
+    ]
     return conditions, replicas, ready
 
 
@@ -267,17 +270,16 @@ def build_status(md: ModelDeployment, observed: Observed, now: datetime) -> dict
     return status
 
 
-def is_ready(status: Mapping[str, Any]) -> bool:
-    return any(
-        c.get("type") == CONDITION_READY and c.get("status") == "True" for c in status.get("conditions") or []
-    )
-
-
 def condition_of(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    """The condition of type ``kind`` in an object's ``status`` (ours or a Deployment's), if any."""
     for condition in status.get("conditions") or []:
         if condition.get("type") == kind:
             return condition  # type: ignore[no-any-return]
     return None
+
+
+def is_ready(status: Mapping[str, Any]) -> bool:
+    return (condition_of(status, CONDITION_READY) or {}).get("status") == "True"
 
 
 def _essence(status: Mapping[str, Any]) -> tuple[object, ...]:
@@ -310,3 +312,8 @@ def is_rollout_in_progress(status: Mapping[str, Any]) -> bool:
 def is_significant_change(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
     """False when only replica counts or condition messages moved (a rollout in progress)."""
     return _essence(before) != _essence(after)
+
+
+def is_urgent_change(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """Write at once: a condition changed, and the new status is not just a rollout in progress."""
+    return is_significant_change(before, after) and not is_rollout_in_progress(after)

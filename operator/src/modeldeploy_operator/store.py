@@ -9,7 +9,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from modeldeploy_operator.constants import KIND, LABEL_MODEL_DEPLOYMENT
+from modeldeploy_operator.constants import LABEL_MODEL_DEPLOYMENT
+from modeldeploy_operator.resources import Resource, Role
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
 
@@ -36,10 +37,11 @@ class Store:
         self._by_owner: dict[tuple[str, str, str], set[str]] = {}  # (kind, ns, md name) -> names
         self._counts: Counter[str] = Counter()  # kind -> objects held
 
-    def put(self, kind: str, obj: Mapping[str, Any]) -> bool:
+    def put(self, resource: Resource, obj: Mapping[str, Any]) -> bool:
         """Remember ``obj`` unless we already hold this or a newer version; True when it was news
         (a watch event that echoes our own write, whose response is already here, is not)."""
         metadata = obj.get("metadata", {})
+        kind = resource.kind
         key = (kind, metadata.get("namespace", ""), metadata.get("name", ""))
         with self._lock:
             current = self._objects.get(key)
@@ -51,11 +53,12 @@ class Store:
                 self._counts[kind] += 1
             self._objects[key] = _compact(obj)
             owner = (metadata.get("labels") or {}).get(LABEL_MODEL_DEPLOYMENT)
-            if owner and kind != KIND:
+            if owner and resource.role is Role.CHILD:
                 self._by_owner.setdefault((kind, key[1], owner), set()).add(key[2])
         return True
 
-    def remove(self, kind: str, namespace: str, name: str) -> None:
+    def remove(self, resource: Resource, namespace: str, name: str) -> None:
+        kind = resource.kind
         with self._lock:
             obj = self._objects.pop((kind, namespace, name), None)
             if obj is None:
@@ -68,11 +71,12 @@ class Store:
                 if not names:
                     del self._by_owner[(kind, namespace, owner or "")]
 
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
-            return self._objects.get((kind, namespace, name))
+            return self._objects.get((resource.kind, namespace, name))
 
-    def owned(self, kind: str, namespace: str, owner: str) -> list[dict[str, Any]]:
+    def owned(self, resource: Resource, namespace: str, owner: str) -> list[dict[str, Any]]:
+        kind = resource.kind
         with self._lock:
             names = sorted(self._by_owner.get((kind, namespace, owner), ()))
             return [
@@ -81,31 +85,32 @@ class Store:
                 if (kind, namespace, name) in self._objects
             ]
 
-    def keys(self, kind: str) -> list[tuple[str, str]]:
+    def keys(self, resource: Resource) -> list[tuple[str, str]]:
         with self._lock:
-            return [(ns, name) for (k, ns, name) in self._objects if k == kind]
+            return [(ns, name) for (k, ns, name) in self._objects if k == resource.kind]
 
-    def all(self, kind: str) -> list[dict[str, Any]]:
+    def all(self, resource: Resource) -> list[dict[str, Any]]:
         with self._lock:
-            return [obj for (k, _, _), obj in self._objects.items() if k == kind]
+            return [obj for (k, _, _), obj in self._objects.items() if k == resource.kind]
 
-    def count(self, kind: str) -> int:
+    def count(self, resource: Resource) -> int:
         with self._lock:
-            return self._counts[kind]
+            return self._counts[resource.kind]
 
     def replace(
         self,
-        kind: str,
+        resource: Resource,
         namespaces: Iterable[str] | None,
         items: Iterable[Mapping[str, Any]],
         list_version: int,
     ) -> None:
         """Merge a fresh LIST: store its items; forget cached objects older than the list that it lacks."""
+        kind = resource.kind
         seen: set[Key] = set()
         for item in items:
             metadata = item.get("metadata", {})
             seen.add((kind, metadata.get("namespace", ""), metadata.get("name", "")))
-            self.put(kind, item)
+            self.put(resource, item)
         scope = set(namespaces) if namespaces is not None else None
         with self._lock:
             stale = [
@@ -116,5 +121,5 @@ class Store:
                 and (scope is None or key[1] in scope)
                 and (_resource_version(obj) or 0) <= list_version
             ]
-        for key in stale:
-            self.remove(*key)
+        for _, namespace, name in stale:
+            self.remove(resource, namespace, name)

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modeldeploy_runtime.aws_lambda.cli import add_lambda_commands, run_lambda_command
-from modeldeploy_runtime.errors import StartupError
+from modeldeploy_runtime.errors import EXIT_FAILED, EXIT_USAGE, PROG, StartupError, report_error
 from modeldeploy_runtime.logs import configure_logging
 from modeldeploy_runtime.packaging.cli import add_package_and_registry_commands, run_command
 from modeldeploy_runtime.serving.metrics_dir import prepare_metrics_dir
@@ -30,8 +30,6 @@ from modeldeploy_runtime.serving.settings import (
     flag_name,
 )
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 # Each worker is one process; BLAS/OpenMP thread pools inside it only add contention.
 _SINGLE_THREADED = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -74,7 +72,7 @@ def _fetch_parser(subparsers: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modeldeploy-runtime", description="modeldeploy's model runtime")
+    parser = argparse.ArgumentParser(prog=PROG, description="modeldeploy's model runtime")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _serve_parser(subparsers)
     _fetch_parser(subparsers)
@@ -83,24 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"modeldeploy-runtime: error: {message}", file=sys.stderr)
-    return code
-
-
 def _serve(arguments: argparse.Namespace) -> int:
     given = {key: value for key, value in vars(arguments).items() if key != "command" and value is not None}
     try:
         settings = RuntimeSettings(**given)
     except ValidationError as error:
         for line in describe_validation_error(error):
-            print(f"modeldeploy-runtime: error: {line}", file=sys.stderr)
+            report_error(line, EXIT_USAGE)
         return EXIT_USAGE
     configure_logging(settings.log_level)
     try:
         metrics_dir = prepare_metrics_dir(settings.metrics_dir)
     except StartupError as error:
-        return _fail(str(error), EXIT_FAILED)
+        return report_error(str(error), EXIT_FAILED)
     try:
         # Imported only now: prometheus-client picks its multi-process storage at import time,
         # and the serving stack (numpy, scikit-learn) is not needed for `fetch` or `--help`.
@@ -108,7 +101,7 @@ def _serve(arguments: argparse.Namespace) -> int:
 
         return serve(settings)
     except StartupError as error:
-        return _fail(str(error), EXIT_FAILED)
+        return report_error(str(error), EXIT_FAILED)
     finally:
         if settings.metrics_dir is None:  # ours alone: a fresh directory made for this run
             shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -120,11 +113,13 @@ def _fetch(arguments: argparse.Namespace) -> int:
     configure_logging("info")
     sha256 = arguments.sha256.strip().lower() if arguments.sha256 else None
     if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
-        return _fail(f"--sha256: must be 64 hexadecimal characters (got {arguments.sha256!r})", EXIT_USAGE)
+        return report_error(
+            f"--sha256: must be 64 hexadecimal characters (got {arguments.sha256!r})", EXIT_USAGE
+        )
     try:
         path = fetch_artifact(arguments.uri, arguments.dest, sha256)
     except FetchError as error:
-        return _fail(str(error), EXIT_FAILED)
+        return report_error(str(error), EXIT_FAILED)
     print(path)
     return 0
 

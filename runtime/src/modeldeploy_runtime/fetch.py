@@ -9,17 +9,14 @@ exists.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 
+from modeldeploy_runtime.files import DigestMismatchError, write_atomically
+from modeldeploy_runtime.package_layout import METADATA_SUFFIX
 from modeldeploy_runtime.storage import ArtifactNotFoundError, StorageError, artifact_basename, read_chunks
 
 log = logging.getLogger(__name__)
-
-METADATA_SUFFIX = ".metadata.json"
 
 
 class FetchError(Exception):
@@ -28,24 +25,10 @@ class FetchError(Exception):
 
 def _download(uri: str, target: Path, expected_sha256: str | None) -> str:
     """Stream ``uri`` to ``target`` atomically; returns the sha256."""
-    digest = hashlib.sha256()
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     try:
-        with os.fdopen(handle, "wb") as sink:
-            for chunk in read_chunks(uri):
-                digest.update(chunk)
-                sink.write(chunk)
-            sink.flush()
-            os.fsync(sink.fileno())
-        actual = digest.hexdigest()
-        if expected_sha256 is not None and actual != expected_sha256:
-            raise FetchError(f"sha256 mismatch for {uri}: expected {expected_sha256}, got {actual}")
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return actual
+        return write_atomically(target, read_chunks(uri), expected_sha256=expected_sha256)
+    except DigestMismatchError as error:
+        raise FetchError(f"sha256 mismatch for {uri}: {error}") from None
 
 
 def fetch_artifact(uri: str, dest: Path, expected_sha256: str | None = None) -> Path:

@@ -7,7 +7,6 @@ This module imports no machine-learning library, so registry commands start quic
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -15,8 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-ArtifactFormat = Literal["joblib", "skops"]
-FORMATS: tuple[str, ...] = get_args(ArtifactFormat)
+from modeldeploy_runtime.files import sha256_file
+
+PackageFormat = Literal["joblib", "skops"]  # what `package --format` writes
+FORMATS: tuple[str, ...] = get_args(PackageFormat)
+ModelFormat = Literal["joblib", "skops", "onnx"]  # what `serve` loads: a package's artifact or its ONNX form
 METADATA_SUFFIX = ".metadata.json"
 ARTIFACT_STEM = "model"
 # ``package --onnx`` adds this file beside the artifact; the package metadata's ``onnx`` block
@@ -24,9 +26,11 @@ ARTIFACT_STEM = "model"
 ONNX_FORMAT = "onnx"
 ONNX_ARTIFACT = f"{ARTIFACT_STEM}.{ONNX_FORMAT}"
 ONNX_METADATA_KEY = "modeldeploy"
-# The ModelDeployment CRD's rule for spec.model.version, used for names and aliases too: every
-# registered version can be deployed, and each is a safe path segment and S3 key part.
+# The ModelDeployment CRD's rule for spec.model.version (crds/, maxLength 63), used for model
+# names, versions and aliases everywhere (packaging, registry, `serve`): every registered version
+# can be deployed, and each is a safe path segment and S3 key part.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+NAME_RULE = "expected 1-63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit"
 
 
 class PackagingError(Exception):
@@ -54,14 +58,11 @@ class Package:
 def check_identifier(kind: str, value: str) -> str:
     """``value`` if it is a safe name/version/alias (also a safe path segment); else PackagingError."""
     if not NAME_PATTERN.fullmatch(value):
-        raise PackagingError(
-            f"{kind} {value!r} is not valid: expected 1-63 letters, digits, '.', '_' or '-', "
-            "starting and ending with a letter or digit"
-        )
+        raise PackagingError(f"{kind} {value!r} is not valid: {NAME_RULE}")
     return value
 
 
-def check_format(value: str) -> ArtifactFormat:
+def check_format(value: str) -> PackageFormat:
     if value == "joblib":
         return "joblib"
     if value == "skops":
@@ -69,16 +70,10 @@ def check_format(value: str) -> ArtifactFormat:
     raise PackagingError(f"unknown format {value!r}: expected one of {', '.join(FORMATS)}")
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while chunk := source.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
+def format_of_file(name: str) -> ModelFormat:
+    """The format a file name implies when none is given: ``.skops``, ``.onnx``, anything else joblib."""
+    suffix = name.lower().rsplit(".", 1)[-1]
+    return "skops" if suffix == "skops" else "onnx" if suffix == "onnx" else "joblib"
 
 
 def utc_now() -> str:

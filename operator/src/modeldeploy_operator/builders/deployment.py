@@ -39,6 +39,7 @@ from modeldeploy_operator.constants import (
     VOLUME_TMP,
 )
 from modeldeploy_operator.model import ModelDeployment, ModelLocation, parse_model_uri
+from modeldeploy_operator.resources import DEPLOYMENT
 
 
 @dataclass(frozen=True)
@@ -195,8 +196,8 @@ def build_deployment(md: ModelDeployment, config: OperatorConfig) -> dict[str, A
     pod_labels = {**standard_labels(md, COMPONENT_SERVER), **selector_labels(md)}
     pod_labels[LABEL_MODEL_DEPLOYMENT] = md.name
     deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "apiVersion": DEPLOYMENT.api_version,
+        "kind": DEPLOYMENT.kind,
         "metadata": metadata(md, md.name, COMPONENT_SERVER),
         "spec": {
             "replicas": md.spec.replicas,

@@ -20,6 +20,7 @@ from modeldeploy_operator.constants import (
     LABEL_CLIENT,
 )
 from modeldeploy_operator.model import ModelDeployment
+from modeldeploy_operator.resources import SECRET
 from modeldeploy_runtime.apikeys import HashedKey, render_keys_file
 
 
@@ -30,8 +31,8 @@ def _b64(text: str) -> str:
 def build_hashes_secret(md: ModelDeployment, keys: Iterable[HashedKey]) -> dict[str, Any]:
     """``<name>-apikeys``: the runtime's keys file. Salted hashes only, never a plaintext key."""
     secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
+        "apiVersion": SECRET.api_version,
+        "kind": SECRET.kind,
         "metadata": metadata(md, hashes_secret_name(md.name), COMPONENT_API_KEYS),
         "type": "Opaque",
         "data": {APIKEYS_FILE_KEY: _b64(render_keys_file(keys))},
@@ -45,8 +46,8 @@ def build_client_secret(md: ModelDeployment, client: str, plaintext: str) -> dic
     No desired-hash annotation here: a hash of the key would be a cheap offline oracle for it.
     """
     return {
-        "apiVersion": "v1",
-        "kind": "Secret",
+        "apiVersion": SECRET.api_version,
+        "kind": SECRET.kind,
         "metadata": metadata(
             md, client_secret_name(md.name, client), COMPONENT_CLIENT_KEY, **{LABEL_CLIENT: client}
         ),

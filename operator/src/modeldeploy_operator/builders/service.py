@@ -13,12 +13,13 @@ from modeldeploy_operator.constants import (
     PORT_METRICS_NAME,
 )
 from modeldeploy_operator.model import ModelDeployment
+from modeldeploy_operator.resources import SERVICE
 
 
 def build_service(md: ModelDeployment) -> dict[str, Any]:
     service = {
-        "apiVersion": "v1",
-        "kind": "Service",
+        "apiVersion": SERVICE.api_version,
+        "kind": SERVICE.kind,
         "metadata": metadata(md, md.name, COMPONENT_SERVER),
         "spec": {
             "type": "ClusterIP",

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +22,10 @@ from modeldeploy_runtime.aws_lambda.bundle import (
     build_bundle,
     read_zip_config,
 )
+from modeldeploy_runtime.errors import PROG, report_error
+from modeldeploy_runtime.files import write_atomically
 from modeldeploy_runtime.package_layout import PackagingError, check_identifier
 
-PROG = "modeldeploy-runtime"
-EXIT_FAILED = 1
 DEFAULT_RUNTIME = "python3.11"
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
@@ -101,34 +99,19 @@ def add_lambda_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     _add_deploy_parser(commands)
 
 
-def _fail(message: str) -> int:
-    one_line = " ".join(line.strip() for line in message.splitlines() if line.strip())
-    print(f"{PROG}: error: {one_line}", file=sys.stderr)
-    return EXIT_FAILED
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    directory = path.parent if str(path.parent) else Path()
+def _write_zip(path: Path, data: bytes) -> None:
     try:
-        handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=directory)
+        write_atomically(path, [data])
     except OSError as error:
-        raise LambdaCommandError(f"cannot write into {directory}: {error.strerror or error}") from None
-    try:
-        with os.fdopen(handle, "wb") as sink:
-            sink.write(data)
-        os.chmod(staging, 0o644)
-        os.replace(staging, path)
-    except OSError as error:
-        Path(staging).unlink(missing_ok=True)
         raise LambdaCommandError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def run_lambda_package(arguments: argparse.Namespace) -> int:
     try:
         data, config = build_bundle(arguments.model, arguments.auth_keys_file, onnx=arguments.onnx)
-        _write_atomically(arguments.out, data)
+        _write_zip(arguments.out, data)
     except (BundleError, LambdaCommandError) as error:
-        return _fail(str(error))
+        return report_error(str(error))
     if len(data) > MAX_DIRECT_UPLOAD_BYTES:
         print(
             f"{PROG}: warning: {arguments.out} is {len(data)} bytes, above the {MAX_DIRECT_UPLOAD_BYTES}-byte "
@@ -184,7 +167,7 @@ def run_lambda_deploy(arguments: argparse.Namespace) -> int:
         config = read_zip_config(data, str(arguments.zip))
         model_version = check_identifier("--model-version", arguments.model_version or config.version)
     except (LambdaCommandError, BundleError, PackagingError) as error:
-        return _fail(str(error))
+        return report_error(str(error))
     from modeldeploy_runtime.aws_lambda.deploy import (  # noqa: PLC0415 - boto3 is slow to import
         DeployError,
         DeployRequest,
@@ -206,7 +189,7 @@ def run_lambda_deploy(arguments: argparse.Namespace) -> int:
     try:
         result = deploy_function(request)
     except DeployError as error:
-        return _fail(str(error))
+        return report_error(str(error))
     document = {
         "function": arguments.function_name,
         "action": "created" if result.created else "updated",

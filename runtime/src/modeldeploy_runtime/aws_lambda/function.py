@@ -40,11 +40,8 @@ from modeldeploy_runtime.aws_lambda.events import (
 )
 from modeldeploy_runtime.errors import RequestError, StartupError
 from modeldeploy_runtime.logs import configure_logging
-from modeldeploy_runtime.serving.app import Message, RuntimeApp, create_app
-from modeldeploy_runtime.serving.auth import Authenticator, FixedKeys, KeysFile
-from modeldeploy_runtime.serving.dataplane import DataPlane
-from modeldeploy_runtime.serving.factory import load_configured_model
-from modeldeploy_runtime.serving.metrics import RuntimeMetrics
+from modeldeploy_runtime.serving.app import Message, RuntimeApp
+from modeldeploy_runtime.serving.factory import api_keys, build_app, load_configured_model
 from modeldeploy_runtime.serving.settings import ENV_PREFIX, RuntimeSettings, describe_validation_error
 
 log = logging.getLogger(__name__)
@@ -122,27 +119,18 @@ class LambdaRuntime:
 
     def __init__(self, config: LambdaConfig) -> None:
         settings = config.settings
-        model = load_configured_model(settings)
-        metrics = RuntimeMetrics(model, batch_max_size=settings.batch_max_size)
-        metrics.record_model()
+        keys = api_keys(settings, config.fixed_keys)
+        self.model = load_configured_model(settings)
         # One request per container at a time: nothing to batch, so never wait for company.
-        self.dataplane = DataPlane(
-            model, batch_max_size=settings.batch_max_size, batch_max_delay_ms=0, on_batch=metrics.record_batch
-        )
-        if config.fixed_keys is not None:
-            authenticator = Authenticator(FixedKeys(config.fixed_keys))
-        elif settings.auth_keys_file is not None:
-            try:
-                authenticator = Authenticator(KeysFile(settings.auth_keys_file))
-            except KeysFileError as error:
-                raise StartupError(str(error)) from None
-        else:
-            authenticator = Authenticator(None)
-            log.warning("no API keys configured: authentication is OFF")
-        self.app: RuntimeApp = create_app(settings, self.dataplane, metrics, authenticator=authenticator)
+        serving = build_app(settings, self.model, keys, batch_max_delay_ms=0)
+        serving.metrics.record_model()
+        self.app: RuntimeApp = serving.app
+        self.dataplane = serving.dataplane
         self._loop = asyncio.new_event_loop()
         self._loop.run_until_complete(self.dataplane.start())
-        log.info("model loaded", extra={"model": model.name, "seconds": round(model.load_seconds, 3)})
+        log.info(
+            "model loaded", extra={"model": self.model.name, "seconds": round(self.model.load_seconds, 3)}
+        )
 
     def respond(self, request: HttpRequest) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """The app's (status, headers, body) for one request."""

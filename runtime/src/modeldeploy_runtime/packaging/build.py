@@ -11,10 +11,8 @@ default must be named by the caller (``trusted_types``); the artifact never deci
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import os
 import platform
 import shutil
 import tempfile
@@ -29,16 +27,18 @@ import skops.io
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from modeldeploy_runtime.files import sha256_bytes, write_atomically
 from modeldeploy_runtime.package_layout import (
     ARTIFACT_STEM,
     METADATA_SUFFIX,
     ONNX_ARTIFACT,
     ONNX_FORMAT,
-    ArtifactFormat,
+    PackageFormat,
     Package,
     PackagingError,
     check_format,
     check_identifier,
+    format_of_file,
     utc_now,
 )
 from modeldeploy_runtime.packaging.onnx_export import DEFAULT_TOLERANCE, compile_to_onnx
@@ -98,7 +98,7 @@ def untrusted_skops_types(data: bytes, trusted_types: Iterable[str]) -> list[str
     return sorted(set(skops.io.get_untrusted_types(data=data)) - set(trusted_types))
 
 
-def serialise(model: Any, model_format: ArtifactFormat, trusted_types: Iterable[str] = ()) -> bytes:
+def serialise(model: Any, model_format: PackageFormat, trusted_types: Iterable[str] = ()) -> bytes:
     """The artifact's bytes; skops types outside the trusted set are refused as the runtime would."""
     if model_format == "skops":
         try:
@@ -127,7 +127,7 @@ def build_metadata(
     *,
     name: str,
     version: str,
-    model_format: ArtifactFormat,
+    model_format: PackageFormat,
     artifact_name: str,
     data: bytes,
     user_metadata: Mapping[str, Any],
@@ -138,21 +138,13 @@ def build_metadata(
         "version": version,
         "format": model_format,
         "artifact": artifact_name,
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": sha256_bytes(data),
         "size_bytes": len(data),
         **describe_model(model),
         "created_at": created_at,
         "versions": library_versions(),
         "metadata": dict(user_metadata),
     }
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with path.open("xb") as sink:
-        sink.write(data)
-        sink.flush()
-        os.fsync(sink.fileno())
-    os.chmod(path, 0o644)
 
 
 def package(
@@ -205,10 +197,10 @@ def package(
     except OSError as error:
         raise PackagingError(f"cannot create {target.parent}: {error.strerror or error}") from None
     try:
-        _write_file(staging / artifact_name, data)
-        _write_file(staging / (artifact_name + METADATA_SUFFIX), _encode(document))
+        write_atomically(staging / artifact_name, [data], replace=False)
+        write_atomically(staging / (artifact_name + METADATA_SUFFIX), [_encode(document)], replace=False)
         if compiled is not None:
-            _write_file(staging / ONNX_ARTIFACT, compiled.data)
+            write_atomically(staging / ONNX_ARTIFACT, [compiled.data], replace=False)
         staging.chmod(0o755)
         # rename(2) refuses a non-empty target, so a version packaged meanwhile is not replaced.
         staging.rename(target)
@@ -235,7 +227,7 @@ def load_estimator(path: Path, trusted_types: Iterable[str] = ()) -> Any:
         data = path.read_bytes()
     except OSError as error:
         raise PackagingError(f"cannot read model file {path}: {error.strerror or error}") from None
-    if path.suffix == ".skops":
+    if format_of_file(path.name) == "skops":
         try:
             refused = untrusted_skops_types(data, trusted_types)
         except Exception as error:

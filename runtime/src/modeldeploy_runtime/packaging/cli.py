@@ -17,17 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modeldeploy_runtime.errors import PROG, report_error
 from modeldeploy_runtime.package_layout import PackagingError, check_format, check_identifier, read_package
 
 if TYPE_CHECKING:
     from modeldeploy_runtime.packaging.registry import RegisteredVersion
     from modeldeploy_runtime.packaging.registry_store import RegistryStore
 
-PROG = "modeldeploy-runtime"
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 REGISTRY_ENV = "MODELDEPLOY_REGISTRY"
-COMMANDS = ("package", "registry")
 
 
 class CommandError(Exception):
@@ -154,12 +151,6 @@ def add_package_and_registry_commands(subparsers: argparse._SubParsersAction[Any
     _add_registry_parser(subparsers)
 
 
-def _fail(message: str) -> int:
-    one_line = " ".join(line.strip() for line in message.splitlines() if line.strip())
-    print(f"{PROG}: error: {one_line}", file=sys.stderr)
-    return EXIT_FAILED
-
-
 def _parse_meta(pairs: Sequence[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for pair in pairs:
@@ -177,7 +168,7 @@ def run_package(arguments: argparse.Namespace) -> int:
         model_format = check_format(arguments.format)
         metadata = _parse_meta(arguments.meta)
     except (PackagingError, CommandError) as error:
-        return _fail(str(error))
+        return report_error(str(error))
     from modeldeploy_runtime.packaging.build import (  # noqa: PLC0415 - scikit-learn is slow to import
         check_estimator,
         load_estimator,
@@ -202,7 +193,7 @@ def run_package(arguments: argparse.Namespace) -> int:
             **({"onnx_tolerance": arguments.onnx_tolerance} if arguments.onnx_tolerance is not None else {}),
         )
     except (PackagingError, CommandError) as error:
-        return _fail(str(error))
+        return report_error(str(error))
     print(written.directory)
     return 0
 
@@ -322,7 +313,7 @@ def run_registry(arguments: argparse.Namespace) -> int:
     try:
         _run_registry_command(arguments)
     except (RegistryError, StoreError, PackagingError, CommandError) as error:
-        return _fail(str(error))
+        return report_error(str(error))
     return 0
 
 

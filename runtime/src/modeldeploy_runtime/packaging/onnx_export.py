@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from modeldeploy_runtime.package_layout import ONNX_METADATA_KEY, PackagingError, sha256_bytes
+from modeldeploy_runtime.files import sha256_bytes
+from modeldeploy_runtime.package_layout import ONNX_METADATA_KEY, PackagingError
 
 DEFAULT_TOLERANCE = 1e-4
 INPUT_NAME = "input"

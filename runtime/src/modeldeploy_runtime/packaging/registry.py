@@ -17,13 +17,13 @@ A reference is ``NAME@VERSION`` or ``NAME@ALIAS``; an alias can never share a ve
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from modeldeploy_runtime.files import sha256_bytes
 from modeldeploy_runtime.package_layout import (
     METADATA_SUFFIX,
     ONNX_FORMAT,
@@ -270,7 +270,7 @@ def register(store: RegistryStore, package: Package) -> RegisteredVersion:
             store,
             f"{name}/{artifact}{METADATA_SUFFIX}",
             package.metadata_path,
-            hashlib.sha256(metadata_bytes).hexdigest(),
+            sha256_bytes(metadata_bytes),
         )
         onnx_file = package.onnx_artifact
         if onnx_file is not None:

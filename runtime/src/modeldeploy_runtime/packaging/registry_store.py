@@ -15,10 +15,7 @@ client with the ``AWS_ENDPOINT_URL[_S3]`` override.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 from filelock import FileLock, Timeout
 
+from modeldeploy_runtime.files import file_chunks, sha256_chunks, write_atomically
 from modeldeploy_runtime.storage import (
     ArtifactNotFoundError,
     StorageError,
@@ -80,15 +78,12 @@ class RegistryStore(Protocol):
 
 def sha256_of(store: RegistryStore, key: str) -> str:
     """The sha256 of a stored object, streamed through the same reader as ``fetch``."""
-    digest = hashlib.sha256()
     try:
-        for chunk in read_chunks(store.uri(key)):
-            digest.update(chunk)
+        return sha256_chunks(read_chunks(store.uri(key)))
     except ArtifactNotFoundError:
         raise ObjectNotFoundError(f"{store.uri(key)}: no such object") from None
     except StorageError as error:
         raise StoreError(str(error)) from None
-    return digest.hexdigest()
 
 
 class LocalStore:
@@ -113,34 +108,11 @@ class LocalStore:
         except OSError as error:
             raise StoreError(f"cannot read {path}: {error.strerror or error}") from None
 
-    def _staged(self, target: Path, write: Callable[[Any], None]) -> Path:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-        try:
-            with os.fdopen(handle, "wb") as sink:
-                write(sink)
-                sink.flush()
-                os.fsync(sink.fileno())
-            os.chmod(temporary, 0o644)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        return Path(temporary)
-
     def create(self, key: str, source: Path) -> None:
         target = self._path(key)
-
-        def copy(sink: Any) -> None:
-            with source.open("rb") as reader:
-                while chunk := reader.read(1024 * 1024):
-                    sink.write(chunk)
-
         try:
-            staged = self._staged(target, copy)
-            try:
-                os.link(staged, target)
-            finally:
-                staged.unlink(missing_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(target, file_chunks(source), replace=False)
         except FileExistsError:
             raise ObjectExistsError(f"{target} already exists") from None
         except OSError as error:
@@ -152,9 +124,7 @@ class LocalStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(str(target) + ".lock", timeout=LOCK_TIMEOUT_SECONDS):
                 current = target.read_bytes() if target.exists() else None
-                content = change(current)
-                staged = self._staged(target, lambda sink: sink.write(content))
-                os.replace(staged, target)
+                write_atomically(target, [change(current)])
         except Timeout:
             raise StoreError(
                 f"{target} stayed locked for {LOCK_TIMEOUT_SECONDS:.0f}s by another registration; try again"

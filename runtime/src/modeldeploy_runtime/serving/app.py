@@ -15,8 +15,8 @@ import numpy as np
 import orjson
 
 from modeldeploy_runtime.errors import RequestError
-from modeldeploy_runtime.serving.auth import UNAUTHORIZED_MESSAGE, Authenticator, KeysFile
-from modeldeploy_runtime.serving.dataplane import DataPlane
+from modeldeploy_runtime.serving.auth import UNAUTHORIZED_MESSAGE, Authenticator
+from modeldeploy_runtime.serving.dataplane import DataPlane, NotStartedError
 from modeldeploy_runtime.serving.metrics import PROTOCOL_NONE, PROTOCOL_V1, PROTOCOL_V2, RuntimeMetrics
 from modeldeploy_runtime.serving.model import PREDICT, InputError
 from modeldeploy_runtime.serving.protocols import v1, v2
@@ -86,7 +86,7 @@ class RuntimeApp:
         self._dataplane = dataplane
         self._metrics = metrics
         self._auth = authenticator
-        self._model = dataplane.model
+        self._model = dataplane.description
         self._inflight = 0
         self._max_inflight = settings.max_concurrency
         self._v2_model_prefix = f"/v2/models/{self._model.name}"
@@ -125,7 +125,7 @@ class RuntimeApp:
             await _respond(send, 200, _LIVE_BODY)
             return
         if path == "/v2/health/ready":
-            ready = self._dataplane.ready
+            ready = self._dataplane.is_ready()
             await _respond(send, 200 if ready else 503, v2.readiness(ready))
             return
         started = time.perf_counter()
@@ -214,7 +214,7 @@ class RuntimeApp:
             return 200, await self._infer_v2(scope, receive)
         if rest == "/ready":
             _require(method, "GET")
-            ready = self._dataplane.ready
+            ready = self._dataplane.is_ready()
             return (200 if ready else 503), v2.readiness(ready)
         if rest in ("", "/"):
             _require(method, "GET")
@@ -231,7 +231,7 @@ class RuntimeApp:
             return 200, await self._predict_v1(scope, receive)
         if rest == "":
             _require(method, "GET")
-            ready = self._dataplane.ready
+            ready = self._dataplane.is_ready()
             return (200 if ready else 503), v1.model_status(self._model, ready)
         return None
 
@@ -251,10 +251,10 @@ class RuntimeApp:
         return v1.render_predict_response(results[PREDICT])
 
     async def _run(self, features: np.ndarray, outputs: frozenset[str]) -> dict[str, np.ndarray]:
-        if not self._dataplane.warmed_up:
-            raise RequestError(503, "model is not loaded yet; retry shortly")
         try:
             return await self._dataplane.infer(features, outputs)
+        except NotStartedError:
+            raise RequestError(503, "model is not loaded yet; retry shortly") from None
         except InputError as error:
             raise RequestError(400, str(error)) from None
 
@@ -288,14 +288,7 @@ async def _respond(
 
 
 def create_app(
-    settings: RuntimeSettings,
-    dataplane: DataPlane,
-    metrics: RuntimeMetrics,
-    *,
-    authenticator: Authenticator | None = None,
+    settings: RuntimeSettings, dataplane: DataPlane, metrics: RuntimeMetrics, authenticator: Authenticator
 ) -> RuntimeApp:
-    """The ASGI app for one model; reads the keys file named in ``settings`` unless given one."""
-    if authenticator is None:
-        keys = KeysFile(settings.auth_keys_file) if settings.auth_keys_file is not None else None
-        authenticator = Authenticator(keys)
+    """The ASGI app for one model (see :func:`modeldeploy_runtime.serving.factory.build_app`)."""
     return RuntimeApp(settings, dataplane, metrics, authenticator)

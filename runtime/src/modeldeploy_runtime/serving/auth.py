@@ -47,7 +47,10 @@ class KeysFile:
     def __init__(self, path: Path, *, interval: float = RELOAD_INTERVAL_SECONDS) -> None:
         self._path = path
         self._interval = interval
-        self._identity = _file_identity(path)
+        try:
+            self._identity = _file_identity(path)  # before reading: a swap in between shows as a change
+        except OSError as error:
+            raise KeysFileError(f"cannot read keys file {path}: {error.strerror}") from None
         self._verifier = read_keys_file(path)
         self._next_check = time.monotonic() + interval
         self._lock = threading.Lock()
@@ -116,10 +119,6 @@ class Authenticator:
 
     def __init__(self, keys_file: KeySource | None) -> None:
         self._keys_file = keys_file
-
-    @property
-    def enabled(self) -> bool:
-        return self._keys_file is not None
 
     def check(self, headers: list[tuple[bytes, bytes]]) -> str | None:
         """None when the request may proceed, else the failure reason (for metrics and logs)."""

@@ -41,8 +41,16 @@ class _Pending:
 BatchObserver = Callable[[int, dict[str, np.ndarray]], None]
 
 
+class NotStartedError(Exception):
+    """The data plane has not warmed the model up yet (or has stopped): retry shortly."""
+
+
 class DataPlane:
-    """Validates rows, batches them and runs the model; knows nothing about HTTP."""
+    """Validates rows, batches them and runs the model; knows nothing about HTTP.
+
+    Its life: ``start()`` warms the model up and starts batching (from then ``is_ready()``),
+    ``begin_drain()`` turns readiness off while requests are still served, ``stop()`` ends it.
+    """
 
     def __init__(
         self,
@@ -52,7 +60,8 @@ class DataPlane:
         batch_max_delay_ms: float,
         on_batch: BatchObserver | None = None,
     ) -> None:
-        self.model = model
+        self._model = model
+        self.description = model.describe()
         self._batch_max_size = batch_max_size
         self._batch_max_delay = batch_max_delay_ms / 1000.0
         self._on_batch = on_batch
@@ -61,23 +70,27 @@ class DataPlane:
         self._executor: ThreadPoolExecutor | None = None
         self._call_seconds = 0.0  # moving average of one model call
         self._last_batch_requests = 1
-        self.warmed_up = False
-        self.draining = False
+        self._draining = False
 
-    @property
-    def ready(self) -> bool:
-        return self.warmed_up and not self.draining and self._task is not None
+    def is_ready(self) -> bool:
+        """True from warm-up until draining begins: what the readiness endpoints report."""
+        return self._task is not None and not self._draining
+
+    def begin_drain(self) -> None:
+        """Report not ready from now on (so traffic moves elsewhere), but keep predicting."""
+        self._draining = True
 
     async def start(self) -> None:
+        """Warm the model up on the predict thread, then start batching."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.model.warm_up)
-        self.warmed_up = True
+        await loop.run_in_executor(self._executor, self._model.warm_up)
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run_batches(self._queue), name="batcher")
 
     async def stop(self) -> None:
-        self.draining = True
+        self.begin_drain()
+        self._queue = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -87,15 +100,15 @@ class DataPlane:
             self._executor.shutdown(wait=True)
 
     async def infer(self, features: np.ndarray, outputs: frozenset[str]) -> dict[str, np.ndarray]:
-        """Predict the requested outputs for a batch of rows; raises InputError for bad rows."""
-        unknown = outputs - set(self.model.outputs)
-        if unknown:
-            raise InputError(
-                f"unknown output {sorted(unknown)[0]!r}; this model offers {', '.join(self.model.outputs)}"
-            )
-        self.model.check_features(features)
+        """Predict the requested outputs for a batch of rows.
+
+        Raises NotStartedError before ``start()`` has finished, InputError for outputs the model
+        does not offer or rows it cannot take: the one place requests are checked against the model.
+        """
         if self._queue is None:
-            raise RuntimeError("the data plane is not started")
+            raise NotStartedError("the model is not loaded yet")
+        self._model.check_outputs(outputs)
+        self._model.check_features(features)
         future: asyncio.Future[dict[str, np.ndarray]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(features, outputs, future))
         return await future
@@ -159,7 +172,7 @@ class DataPlane:
             try:
                 outputs = frozenset().union(*(pending.outputs for pending in batch))
                 stacked = np.concatenate([pending.features for pending in batch])
-                results = self.model.run(stacked, outputs)
+                results = self._model.run(stacked, outputs)
             except (InputError, ValueError, TypeError):
                 pass  # retried one by one below, so only the bad request fails
             else:
@@ -173,7 +186,7 @@ class DataPlane:
                 return
         for pending in batch:
             try:
-                results = self.model.run(pending.features, pending.outputs)
+                results = self._model.run(pending.features, pending.outputs)
             except InputError as error:
                 loop.call_soon_threadsafe(_resolve, pending.future, None, error)
             else:

@@ -1,8 +1,9 @@
 """Prometheus metrics, correct with several worker processes.
 
-Import this module only after ``PROMETHEUS_MULTIPROC_DIR`` is set (``server.py`` does that):
-every process then writes its values to memory-mapped files in that directory, and the
-supervisor's ``/metrics`` endpoint sums them. Metrics live in a registry of their own, never
+For ``serve``, import this module only after ``PROMETHEUS_MULTIPROC_DIR`` is set (the CLI does
+that with ``metrics_dir.prepare_metrics_dir``): every process then writes its values to
+memory-mapped files in that directory, and the supervisor's ``/metrics`` endpoint sums them. On
+Lambda the variable stays unset and the values live in memory. Metrics live in a registry of their own, never
 prometheus-client's global one.
 """
 

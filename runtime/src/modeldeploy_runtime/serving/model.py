@@ -7,7 +7,6 @@ loaded with a trusted-types allowlist from the runtime's settings, never from th
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import time
@@ -20,13 +19,15 @@ from typing import Any
 import numpy as np
 import orjson
 
-from modeldeploy_runtime.serving.settings import ModelFormat, OnnxProvider
+from modeldeploy_runtime.files import sha256_bytes
+from modeldeploy_runtime.package_layout import METADATA_SUFFIX, ModelFormat
+from modeldeploy_runtime.serving.description import ModelDescription
+from modeldeploy_runtime.serving.settings import OnnxProvider
 
 log = logging.getLogger(__name__)
 
 PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
-METADATA_SUFFIX = ".metadata.json"
 MAX_CLASS_LABELS = 100  # above this many classes, the predictions metric drops its class label
 
 
@@ -43,10 +44,6 @@ def installed_version(distribution: str) -> str:
         return importlib_metadata.version(distribution)
     except importlib_metadata.PackageNotFoundError:
         return "absent"
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def verify_digest(data: bytes, expected: str | None, path: Path) -> str:
@@ -168,12 +165,33 @@ class LoadedModel:
         return str(getattr(self.estimator, "estimator_name", type(self.estimator).__name__))
 
     @property
-    def is_classifier(self) -> bool:
-        return self.classes is not None
-
-    @property
     def artifact_sklearn_version(self) -> str:
         return (self.metadata.sklearn_version if self.metadata else None) or "unknown"
+
+    def describe(self) -> ModelDescription:
+        return ModelDescription(
+            name=self.name,
+            version=self.version,
+            n_features=self.n_features,
+            outputs=self.outputs,
+            classes=self.classes,
+            model_format=self.model_format,
+            sha256=self.sha256,
+            estimator_type=self.estimator_name,
+            artifact_sklearn_version=self.artifact_sklearn_version,
+            warnings=tuple(self.warnings),
+            artifact_metadata=self.metadata.document if self.metadata is not None else None,
+            engine=self.engine,
+            provider=self.provider,
+        )
+
+    def check_outputs(self, outputs: frozenset[str]) -> None:
+        """Raises InputError when a requested output is not one this model offers."""
+        unknown = outputs - set(self.outputs)
+        if unknown:
+            raise InputError(
+                f"unknown output {sorted(unknown)[0]!r}; this model offers {', '.join(self.outputs)}"
+            )
 
     def check_features(self, features: np.ndarray) -> None:
         """Raises InputError when the rows are not what the model takes."""

@@ -22,12 +22,9 @@ from types import FrameType
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from modeldeploy_runtime.apikeys import KeysFileError
 from modeldeploy_runtime.errors import StartupError
-from modeldeploy_runtime.serving.app import create_app
-from modeldeploy_runtime.serving.auth import read_keys_file
-from modeldeploy_runtime.serving.dataplane import DataPlane
-from modeldeploy_runtime.serving.factory import load_configured_model
+from modeldeploy_runtime.serving.auth import KeySource
+from modeldeploy_runtime.serving.factory import api_keys, build_app, load_configured_model
 from modeldeploy_runtime.serving.metrics import RuntimeMetrics, forget_process, serve_metrics
 from modeldeploy_runtime.serving.model import LoadedModel
 from modeldeploy_runtime.serving.settings import RuntimeSettings
@@ -102,18 +99,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _run_worker(settings: RuntimeSettings, model: LoadedModel, sock: socket.socket) -> int:
+def _run_worker(
+    settings: RuntimeSettings, model: LoadedModel, keys: KeySource | None, sock: socket.socket
+) -> int:
     """The body of one forked worker; returns its exit code."""
-    metrics = RuntimeMetrics(model, batch_max_size=settings.batch_max_size)
-    dataplane = DataPlane(
-        model,
-        batch_max_size=settings.batch_max_size,
-        batch_max_delay_ms=settings.batch_max_delay_ms,
-        on_batch=metrics.record_batch,
-    )
-    app = create_app(settings, dataplane, metrics)
+    serving = build_app(settings, model, keys)
+    dataplane = serving.dataplane
     config = uvicorn.Config(
-        app,
+        serving.app,
         loop="uvloop",
         http=header_deadline_protocol(settings.header_timeout_seconds),
         lifespan="on",
@@ -134,7 +127,7 @@ def _run_worker(settings: RuntimeSettings, model: LoadedModel, sock: socket.sock
         exit_at: float | None = None
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            dataplane.draining = True
+            dataplane.begin_drain()
             if self.should_exit and sig == signal.SIGINT:
                 self.force_exit = True
             elif settings.shutdown_delay_seconds > 0 and self.exit_at is None:
@@ -152,7 +145,9 @@ def _run_worker(settings: RuntimeSettings, model: LoadedModel, sock: socket.sock
     return 0 if server.started else 3
 
 
-def _fork_worker(settings: RuntimeSettings, model: LoadedModel, sock: socket.socket) -> int:
+def _fork_worker(
+    settings: RuntimeSettings, model: LoadedModel, keys: KeySource | None, sock: socket.socket
+) -> int:
     pid = os.fork()
     if pid:
         return pid
@@ -160,7 +155,7 @@ def _fork_worker(settings: RuntimeSettings, model: LoadedModel, sock: socket.soc
     try:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
-        code = _run_worker(settings, model, sock)
+        code = _run_worker(settings, model, keys, sock)
     except BaseException:
         log.exception("worker crashed")
     finally:
@@ -171,9 +166,12 @@ def _fork_worker(settings: RuntimeSettings, model: LoadedModel, sock: socket.soc
 class Supervisor:
     """Keeps ``workers`` processes serving until SIGTERM/SIGINT, then waits for them to drain."""
 
-    def __init__(self, settings: RuntimeSettings, model: LoadedModel, sock: socket.socket) -> None:
+    def __init__(
+        self, settings: RuntimeSettings, model: LoadedModel, keys: KeySource | None, sock: socket.socket
+    ) -> None:
         self._settings = settings
         self._model = model
+        self._keys = keys
         self._sock = sock
         self._workers: set[int] = set()
         self._stopping = False
@@ -193,7 +191,7 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
         for _ in range(self._settings.workers):
-            self._workers.add(_fork_worker(self._settings, self._model, self._sock))
+            self._workers.add(_fork_worker(self._settings, self._model, self._keys, self._sock))
         self._start_metrics()
         exit_code = 0
         while self._workers:
@@ -219,7 +217,7 @@ class Supervisor:
                 self._stop(signal.SIGTERM, None)
                 exit_code = 1
                 continue
-            self._workers.add(_fork_worker(self._settings, self._model, self._sock))
+            self._workers.add(_fork_worker(self._settings, self._model, self._keys, self._sock))
         log.info("stopped", extra={"code": exit_code})
         return exit_code
 
@@ -240,15 +238,7 @@ def serve(settings: RuntimeSettings) -> int:
 
     ``metrics_dir.prepare_metrics_dir`` must have run before this module was imported.
     """
-    if settings.auth_keys_file is None:
-        log.warning(
-            "AUTHENTICATION IS OFF: no --auth-keys-file given, anyone who can reach the port can predict"
-        )
-    else:
-        try:
-            read_keys_file(settings.auth_keys_file)
-        except KeysFileError as error:
-            raise StartupError(f"--auth-keys-file: {error}") from None
+    keys = api_keys(settings)  # a bad keys file stops the start before the model loads
     model = load_configured_model(settings)
     for warning in model.warnings:
         log.warning(warning, extra={"model": model.name})
@@ -269,4 +259,4 @@ def serve(settings: RuntimeSettings) -> int:
         "serving",
         extra={"url": f"{scheme}://{settings.host}:{settings.port}", "workers": settings.workers},
     )
-    return Supervisor(settings, model, sock).run()
+    return Supervisor(settings, model, keys, sock).run()

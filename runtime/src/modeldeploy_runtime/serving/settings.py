@@ -13,11 +13,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-ENV_PREFIX = "MODELDEPLOY_"
-_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+from modeldeploy_runtime.package_layout import NAME_PATTERN, NAME_RULE, ModelFormat, format_of_file
 
-ModelFormat = Literal["joblib", "skops", "onnx"]
+ENV_PREFIX = "MODELDEPLOY_"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 OnnxProvider = Literal["auto", "cpu", "cuda"]
 
 
@@ -31,10 +30,8 @@ class RuntimeSettings(BaseSettings):
     model_uri: str = Field(
         description="model artifact: a file path, file://, s3:// or https:// URI (remote ones are fetched first)"
     )
-    model_name: str = Field("model", pattern=_NAME_PATTERN, description="name served in URLs and metrics")
-    model_version: str = Field(
-        "v1", pattern=_NAME_PATTERN, description="version served in metadata and metrics"
-    )
+    model_name: str = Field("model", description="name served in URLs and metrics")
+    model_version: str = Field("v1", description="version served in metadata and metrics")
     model_sha256: str | None = Field(
         None, description="expected sha256 of the artifact (64 hex); checked before deserialising"
     )
@@ -104,6 +101,13 @@ class RuntimeSettings(BaseSettings):
             raise ValueError("must be 64 hexadecimal characters")
         return lowered
 
+    @field_validator("model_name", "model_version")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not NAME_PATTERN.fullmatch(value):
+            raise ValueError(NAME_RULE)
+        return value
+
     @field_validator("model_uri")
     @classmethod
     def _check_uri(cls, value: str) -> str:
@@ -142,8 +146,7 @@ class RuntimeSettings(BaseSettings):
     def resolved_format(self) -> ModelFormat:
         if self.model_format is not None:
             return self.model_format
-        suffix = self.model_uri.lower().rsplit(".", 1)[-1]
-        return "skops" if suffix == "skops" else "onnx" if suffix == "onnx" else "joblib"
+        return format_of_file(self.model_uri)
 
     @property
     def tls(self) -> bool:

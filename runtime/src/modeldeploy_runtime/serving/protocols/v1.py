@@ -8,11 +8,11 @@ import numpy as np
 import orjson
 
 from modeldeploy_runtime.errors import RequestError
-from modeldeploy_runtime.serving.model import LoadedModel
+from modeldeploy_runtime.serving.description import ModelDescription
 from modeldeploy_runtime.serving.protocols.arrays import DUMP_OPTIONS, decode_json, to_array, to_json_value
 
 
-def parse_predict_request(body: bytes, model: LoadedModel) -> np.ndarray:
+def parse_predict_request(body: bytes, model: ModelDescription) -> np.ndarray:
     document = decode_json(body)
     instances = document.get("instances")
     if instances is None:
@@ -36,6 +36,6 @@ def render_predict_response(predictions: np.ndarray) -> bytes:
     return orjson.dumps({"predictions": to_json_value(predictions)}, option=DUMP_OPTIONS)
 
 
-def model_status(model: LoadedModel, ready: bool) -> bytes:
+def model_status(model: ModelDescription, ready: bool) -> bytes:
     document: dict[str, Any] = {"name": model.name, "ready": ready}
     return orjson.dumps(document)

@@ -11,7 +11,8 @@ import orjson
 
 from modeldeploy_runtime import __version__
 from modeldeploy_runtime.errors import RequestError
-from modeldeploy_runtime.serving.model import PREDICT, PREDICT_PROBA, LoadedModel, installed_version
+from modeldeploy_runtime.serving.description import ModelDescription
+from modeldeploy_runtime.serving.model import PREDICT, PREDICT_PROBA, installed_version
 from modeldeploy_runtime.serving.onnx_model import ENGINE as ONNX_ENGINE
 from modeldeploy_runtime.serving.onnx_model import PLATFORM as ONNX_PLATFORM
 from modeldeploy_runtime.serving.protocols.arrays import DUMP_OPTIONS, decode_json, to_array, to_json_value
@@ -87,7 +88,8 @@ def _parse_input(entry: Any, position: int) -> np.ndarray:
     return array
 
 
-def _parse_outputs(value: Any, offered: tuple[str, ...]) -> frozenset[str]:
+def _parse_outputs(value: Any) -> frozenset[str]:
+    """The requested output names; whether the model offers them is the data plane's check."""
     if value is None:
         return frozenset((PREDICT,))
     if not isinstance(value, list) or not value:
@@ -95,15 +97,13 @@ def _parse_outputs(value: Any, offered: tuple[str, ...]) -> frozenset[str]:
     names = set()
     for position, entry in enumerate(value):
         name = entry.get("name") if isinstance(entry, dict) else None
-        if name not in offered:
-            raise RequestError(
-                400, f"outputs[{position}].name must be one of {', '.join(offered)}, got {name!r}"
-            )
+        if not isinstance(name, str):
+            raise RequestError(400, f'outputs[{position}] must be an object like {{"name": "predict"}}')
         names.add(name)
     return frozenset(names)
 
 
-def parse_infer_request(body: bytes, model: LoadedModel) -> InferRequest:
+def parse_infer_request(body: bytes, model: ModelDescription) -> InferRequest:
     document = decode_json(body)
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
@@ -123,10 +123,12 @@ def parse_infer_request(body: bytes, model: LoadedModel) -> InferRequest:
         if len({column.shape[0] for column in columns}) != 1 or any(c.shape[1] != 1 for c in columns):
             raise RequestError(400, "several inputs must each be one column of the same number of rows")
         features = np.concatenate(columns, axis=1)
-    return InferRequest(features, _parse_outputs(document.get("outputs"), model.outputs), request_id)
+    return InferRequest(features, _parse_outputs(document.get("outputs")), request_id)
 
 
-def render_infer_response(model: LoadedModel, request: InferRequest, results: dict[str, np.ndarray]) -> bytes:
+def render_infer_response(
+    model: ModelDescription, request: InferRequest, results: dict[str, np.ndarray]
+) -> bytes:
     outputs = []
     for name in (PREDICT, PREDICT_PROBA):
         if name not in results:
@@ -150,7 +152,7 @@ def server_metadata() -> bytes:
     return orjson.dumps({"name": SERVER_NAME, "version": __version__, "extensions": []})
 
 
-def model_metadata(model: LoadedModel) -> bytes:
+def model_metadata(model: ModelDescription) -> bytes:
     n_features = model.n_features if model.n_features is not None else -1
     predict_type = datatype_of(np.asarray(model.classes)) if model.classes is not None else "FP64"
     outputs = [{"name": PREDICT, "datatype": predict_type, "shape": [-1]}]
@@ -160,18 +162,18 @@ def model_metadata(model: LoadedModel) -> bytes:
     parameters: dict[str, Any] = {
         "format": model.model_format,
         "sha256": model.sha256,
-        "estimator": model.estimator_name,
+        "estimator": model.estimator_type,
         "engine": model.engine,
         "provider": model.provider,
         "sklearn_version": installed_version("scikit-learn"),
         "joblib_version": installed_version("joblib"),
         "artifact_sklearn_version": model.artifact_sklearn_version,
-        "warnings": model.warnings,
+        "warnings": list(model.warnings),
     }
     if model.classes is not None:
         parameters["classes"] = model.classes
-    if model.metadata is not None:
-        parameters["artifact_metadata"] = model.metadata.document
+    if model.artifact_metadata is not None:
+        parameters["artifact_metadata"] = model.artifact_metadata
     document = {
         "name": model.name,
         "versions": [model.version],

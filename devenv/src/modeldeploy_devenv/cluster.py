@@ -11,15 +11,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tests.controlplane.assets import kwok_stages_file, require_binary
-from tests.controlplane.pki import Pki, create_pki
+from modeldeploy_devenv.assets import kwok_stages_file, require_binary
+from modeldeploy_devenv.pki import Pki, create_pki
+from modeldeploy_devenv.polling import wait_until
+from modeldeploy_devenv.processes import free_port
+from modeldeploy_devenv.repository import DEFAULT_CLUSTER_DIR
 
 KWOK_NODE_COUNT = 2
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -63,22 +64,7 @@ class ClusterState:
 
 def default_directory() -> Path:
     configured = os.environ.get("MODELDEPLOY_CLUSTER_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parents[2] / ".cluster"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for(what: str, condition: Callable[[], bool], timeout: float, interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(interval)
-    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}")
+    return Path(configured) if configured else DEFAULT_CLUSTER_DIR
 
 
 def _write_kubeconfig(path: Path, server: str, pki: Pki) -> None:
@@ -230,10 +216,10 @@ def start(directory: Path) -> ClusterState:
         _start_etcd_and_apiserver(launcher, directory, pki, ports)
         state.pids = launcher.pids
         state.save()
-        wait_for(
+        wait_until(
             "kube-apiserver /readyz",
             lambda: launcher.running() and _api_ready(str(kubeconfig)),
-            START_TIMEOUT_SECONDS,
+            timeout=START_TIMEOUT_SECONDS,
         )
         _start_controllers(launcher, directory, pki, ports, kubeconfig)
         state.pids = launcher.pids
@@ -244,15 +230,15 @@ def start(directory: Path) -> ClusterState:
             "items": [_fake_node(f"kwok-node-{i}") for i in range(KWOK_NODE_COUNT)],
         }
         kubectl(str(kubeconfig), "apply", "-f", "-", stdin=json.dumps(nodes))
-        wait_for(
+        wait_until(
             f"{KWOK_NODE_COUNT} kwok Nodes Ready",
             lambda: launcher.running() and _ready_node_count(str(kubeconfig)) >= KWOK_NODE_COUNT,
-            START_TIMEOUT_SECONDS,
+            timeout=START_TIMEOUT_SECONDS,
         )
-        wait_for(
+        wait_until(
             "the default ServiceAccount (service-account controller)",
             lambda: kubectl(str(kubeconfig), "get", "serviceaccount", "default", check=False).returncode == 0,
-            START_TIMEOUT_SECONDS,
+            timeout=START_TIMEOUT_SECONDS,
         )
     except BaseException:
         state.pids = launcher.pids

@@ -16,25 +16,26 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.contract.pod_runner import LocalPod
-from tests.contract.sample_models import upload_sample_models
-from tests.controlplane.cluster import ClusterState, default_directory, kubectl
-from tests.loopback_moto import S3_CREDENTIALS, moto_server
+from modeldeploy_devenv.cluster import ClusterState, default_directory, kubectl
+from modeldeploy_devenv.loopback_moto import S3_CREDENTIALS, moto_server
+from modeldeploy_devenv.operator_process import OperatorProcess, start_operator
+from modeldeploy_devenv.pod_runner import LocalPod
+from modeldeploy_devenv.polling import WaitTimeoutError, wait_until
+from modeldeploy_devenv.repository import CRD_DIR, EXAMPLES_DIR, REPO_ROOT
+from modeldeploy_devenv.sample_models import upload_sample_models
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO_ROOT / "examples" / "iris.yaml"
+EXAMPLE = EXAMPLES_DIR / "iris.yaml"
+READY_TIMEOUT_SECONDS = 180.0
 DEV_NAMESPACE = "modeldeploy-dev"
 
 
@@ -64,24 +65,19 @@ def read_secret_data(kubeconfig: str, name: str) -> dict[str, str]:
     return dict(secret.get("data", {}))
 
 
-def wait_ready(kubeconfig: str, name: str, operator: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if operator.poll() is not None:
-            raise SystemExit(f"[dev] the operator exited with {operator.returncode}; see its log above")
-        result = kubectl(
-            kubeconfig,
-            "wait",
-            f"mdep/{name}",
-            "-n",
-            DEV_NAMESPACE,
-            "--for=condition=Ready",
-            "--timeout=5s",
-            check=False,
-        )
-        if result.returncode == 0:
-            return
-    raise SystemExit(f"[dev] ModelDeployment {name} did not become Ready within 180s")
+def wait_ready(kubeconfig: str, name: str, operator: OperatorProcess) -> None:
+    def ready() -> bool:
+        if operator.process.poll() is not None:
+            raise SystemExit(
+                f"[dev] the operator exited with {operator.process.returncode}; see its log above"
+            )
+        wait = ["wait", f"mdep/{name}", "-n", DEV_NAMESPACE, "--for=condition=Ready", "--timeout=5s"]
+        return kubectl(kubeconfig, *wait, check=False).returncode == 0
+
+    try:
+        wait_until(f"ModelDeployment {name} Ready", ready, timeout=READY_TIMEOUT_SECONDS, interval=0)
+    except WaitTimeoutError as error:
+        raise SystemExit(f"[dev] {error}") from None
 
 
 def prediction_command(url: str, name: str, key: str) -> str:
@@ -95,7 +91,7 @@ def prediction_command(url: str, name: str, key: str) -> str:
 
 
 def install_crds(kubeconfig: str) -> None:
-    crds = str(REPO_ROOT / "crds")
+    crds = str(CRD_DIR)
     kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", crds)
     kubectl(kubeconfig, "wait", "--for", "condition=Established", "--timeout=60s", "-f", crds)
 
@@ -103,7 +99,6 @@ def install_crds(kubeconfig: str) -> None:
 def run(kubeconfig: str, once: bool) -> int:
     install_crds(kubeconfig)
     say(f"installed the CRDs from crds/ into {kubeconfig}")
-    env = {**os.environ, "KUBECONFIG": kubeconfig}
     with moto_server() as endpoint, tempfile.TemporaryDirectory(prefix="modeldeploy-dev-") as workdir:
         say(f"model store (moto S3 on loopback): {endpoint}")
         digests = upload_sample_models(endpoint, Path(workdir))
@@ -113,16 +108,7 @@ def run(kubeconfig: str, once: bool) -> int:
         document = json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests})
         kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=document)
         say(f"applied {EXAMPLE.relative_to(REPO_ROOT)} in namespace {DEV_NAMESPACE}; starting the operator")
-        operator = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("modeldeploy-operator")),
-                "--namespace",
-                DEV_NAMESPACE,
-                "--log-format",
-                "plain",
-            ],
-            env=env,
-        )
+        operator = start_operator(kubeconfig, DEV_NAMESPACE, arguments=["--log-format", "plain"])
         pod: LocalPod | None = None
         try:
             wait_ready(kubeconfig, name, operator)
@@ -132,9 +118,6 @@ def run(kubeconfig: str, once: bool) -> int:
             pod = LocalPod(
                 template=deployment["spec"]["template"],
                 read_secret=lambda secret: read_secret_data(kubeconfig, secret),
-                executables={
-                    "modeldeploy-runtime": str(Path(sys.executable).with_name("modeldeploy-runtime"))
-                },
             )
             pod.start()
             client = manifests[-1]["spec"]["auth"]["clients"][0]["name"]
@@ -149,13 +132,12 @@ def run(kubeconfig: str, once: bool) -> int:
                 return 0 if '"outputs"' in answer.stdout else 1
             say("Ctrl-C to stop (the control plane keeps running; make cluster-down stops it)")
             with suppress(KeyboardInterrupt):
-                operator.wait()
+                operator.process.wait()
             return 0
         finally:
             if pod is not None:
                 pod.stop()
-            operator.terminate()
-            operator.wait(timeout=30)
+            operator.stop()
 
 
 def main() -> int:

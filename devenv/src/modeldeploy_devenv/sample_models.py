@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from tests.loopback_moto import s3_client
+from modeldeploy_devenv.loopback_moto import s3_client
 
 BUCKET = "models"
 IRIS_SETOSA_ROW = [5.1, 3.5, 1.4, 0.2]

@@ -14,29 +14,29 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
-import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modeldeploy_devenv.polling import WaitTimeoutError, wait_until
+from modeldeploy_devenv.processes import free_port, stop_process
+
 SecretReader = Callable[[str], Mapping[str, str]]
 """Reads a Secret by name from the pod's namespace; returns its base64 ``data``."""
 
 
+def installed_commands() -> dict[str, str]:
+    """The images' commands, as installed beside this interpreter (the project's virtualenv)."""
+    return {"modeldeploy-runtime": str(Path(sys.executable).with_name("modeldeploy-runtime"))}
+
+
 class PodRunnerError(RuntimeError):
     """The template asks for something the local runner cannot provide, or a container failed."""
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -45,7 +45,7 @@ class LocalPod:
 
     template: dict[str, Any]
     read_secret: SecretReader
-    executables: Mapping[str, str]
+    executables: Mapping[str, str] = field(default_factory=installed_commands)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="modeldeploy-pod-")))
     ports: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
@@ -138,7 +138,7 @@ class LocalPod:
     def _local_value(self, flag: str, value: str, container: dict[str, Any], ports: dict[str, str]) -> str:
         if "port" in flag and value in ports:
             name = ports[value] or value
-            self.ports.setdefault(name, _free_port())
+            self.ports.setdefault(name, free_port())
             return str(self.ports[name])
         return self._rewrite(value, container)
 
@@ -205,22 +205,19 @@ class LocalPod:
             p.get("name", str(port)) for p in container["ports"] if p["containerPort"] == port
         )  # fmt: skip
         url = f"http://127.0.0.1:{self.ports[port_name]}{probe['path']}"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def answers_200() -> bool:
             if self.process is not None and self.process.poll() is not None:
                 raise PodRunnerError(
                     f"main container exited with {self.process.returncode}:\n{self.logs()[-3000:]}"
                 )
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        raise PodRunnerError(
-            f"readiness probe {url} did not pass within {timeout:.0f}s:\n{self.logs()[-3000:]}"
-        )
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return bool(response.status == 200)
+
+        try:
+            wait_until(f"readiness probe {url}", answers_200, timeout=timeout, retrying=(OSError,))
+        except WaitTimeoutError as error:
+            raise PodRunnerError(f"{error}:\n{self.logs()[-3000:]}") from None
 
     def start(self) -> None:
         self.materialise_volumes()
@@ -229,11 +226,6 @@ class LocalPod:
         self.wait_ready()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
         shutil.rmtree(self.root, ignore_errors=True)

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.controlplane.versions import (
+from modeldeploy_devenv.versions import (
     HELM_VERSION,
     KUBERNETES_COMMANDS,
     KUBERNETES_STAGING_VERSION,

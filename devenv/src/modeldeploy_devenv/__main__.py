@@ -1,4 +1,4 @@
-"""``python -m tests.controlplane build|up|down|status`` — used by the Makefile."""
+"""``python -m modeldeploy_devenv build|up|down|status``: the local control plane, for the Makefile."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import argparse
 import sys
 import time
 
-from tests.controlplane.assets import AssetError, build_missing
-from tests.controlplane.cluster import ClusterError, ClusterState, default_directory, is_healthy, stop, up
+from modeldeploy_devenv.assets import AssetError, build_missing
+from modeldeploy_devenv.cluster import ClusterError, ClusterState, default_directory, is_healthy, stop, up
+from modeldeploy_devenv.polling import WaitTimeoutError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.controlplane", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m modeldeploy_devenv", description=__doc__)
     parser.add_argument("command", choices=["build", "up", "down", "status"])
     args = parser.parse_args(argv)
     directory = default_directory()
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
             healthy = state is not None and is_healthy(state)
             print("healthy" if healthy else "not running")
             return 0 if healthy else 1
-    except (AssetError, ClusterError) as error:
+    except (AssetError, ClusterError, WaitTimeoutError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

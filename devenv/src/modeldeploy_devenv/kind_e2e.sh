@@ -6,7 +6,7 @@
 # Needs a working Docker daemon (kind runs Kubernetes nodes as containers). It cannot run where
 # there is none, and says so at once.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../.."  # the repository root
 
 if ! docker info >/dev/null 2>&1; then
   echo "kind-e2e: needs a working Docker daemon, and none answers here (docker info failed)." >&2
@@ -20,7 +20,7 @@ if [ -z "$KIND" ]; then
   GOBIN="$HOME/.cache/modeldeploy/bin/kind-v0.33.0" go install sigs.k8s.io/kind@v0.33.0
   KIND="$HOME/.cache/modeldeploy/bin/kind-v0.33.0/kind"
 fi
-HELM=$($PY -c 'from tests.controlplane.assets import require_binary; print(require_binary("helm"))')
+HELM=$($PY -c 'from modeldeploy_devenv.assets import require_binary; print(require_binary("helm"))')
 KUBECTL=.venv/bin/kubectl
 CLUSTER_NAME=${CLUSTER_NAME:-modeldeploy-e2e}
 OPERATOR_IMAGE=modeldeploy/operator:e2e
