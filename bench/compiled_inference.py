@@ -51,14 +51,13 @@ from bench.runtime_vs_mlserver import (
     Measurement,
     Server,
     check_peer_and_load_generator,
-    free_port,
     measure,
     mlserver_server,
     python_load,
     runtime_server,
     wait_ready,
 )
-from bench.runtime_vs_mlserver import _stop as stop_process
+from modeldeploy_devenv.processes import free_port, stop_process
 from modeldeploy_runtime.packaging.build import package
 
 REPO = Path(__file__).resolve().parents[1]

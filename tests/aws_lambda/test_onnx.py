@@ -89,4 +89,4 @@ def test_handler_serves_the_onnx_model_like_scikit_learn(
         atol=1e-4,
     )
     assert function._runtime is not None
-    assert function._runtime.dataplane.model.engine == "onnxruntime"
+    assert function._runtime.model.engine == "onnxruntime"

@@ -15,7 +15,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.semi_supervised import LabelSpreading
 
 from modeldeploy_runtime.fetch import fetch_artifact
-from modeldeploy_runtime.package_layout import PackagingError, read_package, sha256_file
+from modeldeploy_runtime.files import sha256_file
+from modeldeploy_runtime.package_layout import PackagingError, read_package
 from modeldeploy_runtime.packaging import cli as registry_cli
 from modeldeploy_runtime.packaging.build import package
 from modeldeploy_runtime.packaging.registry import RegistryError, parse_reference, verify

@@ -39,12 +39,12 @@ from modeldeploy_runtime.serving.onnx_model import (
 from tests.runtime.conftest import (
     REPO,
     RuntimeProcess,
-    free_port,
     launch_runtime,
     run_runtime,
     runtime_env,
     v2_body,
 )
+from tests.support import free_port
 
 WRONG_DIGEST = "0" * 64
 FEATURES, LABELS = load_iris(return_X_y=True)
