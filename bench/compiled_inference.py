@@ -51,9 +51,8 @@ from bench.runtime_vs_mlserver import (
     Measurement,
     Server,
     check_peer_and_load_generator,
-    measure,
+    measure_rounds,
     mlserver_server,
-    python_load,
     runtime_server,
     wait_ready,
 )
@@ -136,8 +135,6 @@ def parse_mlserver_config(text: str) -> tuple[int, tuple[int, float] | None]:
 def bench_model(
     model: str, artifacts: dict[str, Path], args: argparse.Namespace, log_dir: Path, script: Path | None
 ) -> tuple[list[Measurement], dict[str, float]]:
-    results: list[Measurement] = []
-    ready: dict[str, float] = {}
     with ExitStack() as stack:
         servers = [
             stack.enter_context(runtime_server(artifacts[SKLEARN], args.workers, log_dir, SKLEARN)),
@@ -152,22 +149,7 @@ def bench_model(
                         mlserver_server(artifacts[SKLEARN], workers, args.mlserver, log_dir, batching)
                     )
                 )
-        for server in servers:
-            ready[server.label] = server.ready_seconds
-            python_load(server.port, server.infer_path, 4, args.warmup)  # warm-up, not counted
-        for round_ in range(args.rounds):
-            order = servers if round_ % 2 == 0 else list(reversed(servers))
-            for concurrency in args.concurrency:
-                for server in order:
-                    result = measure(server, model, concurrency, round_, args=args, script=script)
-                    results.append(result)
-                    print(
-                        f"  {model:9} c={concurrency:<3} round {round_} {server.label:28} "
-                        f"{result.rps:9.0f} req/s  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
-                        + (f"  ERRORS {result.errors}" if result.errors else ""),
-                        flush=True,
-                    )
-    return results, ready
+        return measure_rounds(servers, model, args, script)
 
 
 Medians = dict[str, tuple[float, float, float]]  # server label -> (req/s, p50 ms, p99 ms)

@@ -305,28 +305,38 @@ def measure(
 def bench_model(
     model: str, path: Path, args: argparse.Namespace, log_dir: Path, script: Path | None
 ) -> tuple[list[Measurement], dict[str, float]]:
-    results: list[Measurement] = []
-    ready: dict[str, float] = {}
     with ExitStack() as stack:
         servers = [stack.enter_context(runtime_server(path, args.workers, log_dir))]
         if args.mlserver is not None:
             for workers in args.mlserver_parallel_workers:
                 servers.append(stack.enter_context(mlserver_server(path, workers, args.mlserver, log_dir)))
-        for server in servers:
-            ready[server.label] = server.ready_seconds
-            python_load(server.port, server.infer_path, 4, args.warmup)  # warm-up, not counted
-        for round_ in range(args.rounds):
-            order = servers if round_ % 2 == 0 else list(reversed(servers))
-            for concurrency in args.concurrency:
-                for server in order:
-                    result = measure(server, model, concurrency, round_, args=args, script=script)
-                    results.append(result)
-                    print(
-                        f"  {model:9} c={concurrency:<3} round {round_} {server.label:18} "
-                        f"{result.rps:9.0f} req/s  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
-                        + (f"  ERRORS {result.errors}" if result.errors else ""),
-                        flush=True,
-                    )
+        results, ready = measure_rounds(servers, model, args, script)
+    return results, ready
+
+
+def measure_rounds(
+    servers: list[Server], model: str, args: argparse.Namespace, script: Path | None
+) -> tuple[list[Measurement], dict[str, float]]:
+    """Warm every server up, then ``args.rounds`` rounds over ``args.concurrency``, the server order
+    reversed every other round; returns the measurements and each server's start → ready seconds."""
+    results: list[Measurement] = []
+    ready: dict[str, float] = {}
+    for server in servers:
+        ready[server.label] = server.ready_seconds
+        python_load(server.port, server.infer_path, 4, args.warmup)  # warm-up, not counted
+    width = max(len(server.label) for server in servers)
+    for round_ in range(args.rounds):
+        order = servers if round_ % 2 == 0 else list(reversed(servers))
+        for concurrency in args.concurrency:
+            for server in order:
+                result = measure(server, model, concurrency, round_, args=args, script=script)
+                results.append(result)
+                print(
+                    f"  {model:9} c={concurrency:<3} round {round_} {server.label:{width}} "
+                    f"{result.rps:9.0f} req/s  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
+                    + (f"  ERRORS {result.errors}" if result.errors else ""),
+                    flush=True,
+                )
     return results, ready
 
 
