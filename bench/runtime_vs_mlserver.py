@@ -186,7 +186,7 @@ class Server:
 
 
 @contextmanager
-def runtime_server(model_path: Path, workers: int, log_dir: Path) -> Iterator[Server]:
+def runtime_server(model_path: Path, workers: int, log_dir: Path, label: str = "runtime") -> Iterator[Server]:
     port = free_port()
     command = [
         sys.executable, "-m", "modeldeploy_runtime", "serve", "--model-uri", str(model_path),
@@ -198,7 +198,7 @@ def runtime_server(model_path: Path, workers: int, log_dir: Path) -> Iterator[Se
     process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
     try:
         ready = wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", process, 120, "modeldeploy-runtime")
-        yield Server(f"runtime(w={workers})", port, f"/v2/models/{MODEL_NAME}/infer", process, ready)
+        yield Server(f"{label}(w={workers})", port, f"/v2/models/{MODEL_NAME}/infer", process, ready)
     finally:
         stop_process(process)  # with its workers: it leads its own session
         log.close()
@@ -206,8 +206,14 @@ def runtime_server(model_path: Path, workers: int, log_dir: Path) -> Iterator[Se
 
 @contextmanager
 def mlserver_server(
-    model_path: Path, parallel_workers: int, mlserver: Path, log_dir: Path
+    model_path: Path,
+    parallel_workers: int,
+    mlserver: Path,
+    log_dir: Path,
+    batching: tuple[int, float] | None = None,
 ) -> Iterator[Server]:
+    """MLServer serving ``model_path``; ``batching`` = (max_batch_size, max_batch_time in s) turns
+    its adaptive batching on."""
     port, grpc_port, metrics_port = free_port(), free_port(), free_port()
     root = Path(tempfile.mkdtemp(prefix="mlserver-", dir=log_dir))
     model_dir = root / MODEL_NAME
@@ -231,6 +237,7 @@ def mlserver_server(
                 "name": MODEL_NAME,
                 "implementation": "mlserver_sklearn.SKLearnModel",
                 "parameters": {"uri": "./model.joblib", "version": "v1"},
+                **({"max_batch_size": batching[0], "max_batch_time": batching[1]} if batching else {}),
             }
         )
     )
@@ -240,9 +247,10 @@ def mlserver_server(
     )
     try:
         ready = wait_ready(f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/ready", process, 180, "MLServer")
-        yield Server(
-            f"mlserver(pw={parallel_workers})", port, f"/v2/models/{MODEL_NAME}/infer", process, ready
+        label = f"mlserver(pw={parallel_workers}" + (
+            f",batch={batching[0]}/{batching[1] * 1000:g}ms)" if batching else ")"
         )
+        yield Server(label, port, f"/v2/models/{MODEL_NAME}/infer", process, ready)
     finally:
         stop_process(process)  # with its workers: it leads its own session
         log.close()
@@ -299,28 +307,38 @@ def measure(
 def bench_model(
     model: str, path: Path, args: argparse.Namespace, log_dir: Path, script: Path | None
 ) -> tuple[list[Measurement], dict[str, float]]:
-    results: list[Measurement] = []
-    ready: dict[str, float] = {}
     with ExitStack() as stack:
         servers = [stack.enter_context(runtime_server(path, args.workers, log_dir))]
         if args.mlserver is not None:
             for workers in args.mlserver_parallel_workers:
                 servers.append(stack.enter_context(mlserver_server(path, workers, args.mlserver, log_dir)))
-        for server in servers:
-            ready[server.label] = server.ready_seconds
-            python_load(server.port, server.infer_path, 4, args.warmup)  # warm-up, not counted
-        for round_ in range(args.rounds):
-            order = servers if round_ % 2 == 0 else list(reversed(servers))
-            for concurrency in args.concurrency:
-                for server in order:
-                    result = measure(server, model, concurrency, round_, args=args, script=script)
-                    results.append(result)
-                    print(
-                        f"  {model:9} c={concurrency:<3} round {round_} {server.label:18} "
-                        f"{result.rps:9.0f} req/s  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
-                        + (f"  ERRORS {result.errors}" if result.errors else ""),
-                        flush=True,
-                    )
+        results, ready = measure_rounds(servers, model, args, script)
+    return results, ready
+
+
+def measure_rounds(
+    servers: list[Server], model: str, args: argparse.Namespace, script: Path | None
+) -> tuple[list[Measurement], dict[str, float]]:
+    """Warm every server up, then ``args.rounds`` rounds over ``args.concurrency``, the server order
+    reversed every other round; returns the measurements and each server's start → ready seconds."""
+    results: list[Measurement] = []
+    ready: dict[str, float] = {}
+    for server in servers:
+        ready[server.label] = server.ready_seconds
+        python_load(server.port, server.infer_path, 4, args.warmup)  # warm-up, not counted
+    width = max(len(server.label) for server in servers)
+    for round_ in range(args.rounds):
+        order = servers if round_ % 2 == 0 else list(reversed(servers))
+        for concurrency in args.concurrency:
+            for server in order:
+                result = measure(server, model, concurrency, round_, args=args, script=script)
+                results.append(result)
+                print(
+                    f"  {model:9} c={concurrency:<3} round {round_} {server.label:{width}} "
+                    f"{result.rps:9.0f} req/s  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
+                    + (f"  ERRORS {result.errors}" if result.errors else ""),
+                    flush=True,
+                )
     return results, ready
 
 
@@ -390,6 +408,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.requests, args.rounds, args.warmup, args.seconds = 60, 1, 10, 1.0
         args.concurrency = [1, 4]
         args.workers = 1
+    check_peer_and_load_generator(parser, args)
+    return args
+
+
+def check_peer_and_load_generator(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Sets ``args.mlserver`` (None with --skip-mlserver; installs it with --setup-mlserver) and
+    checks that wrk is there when asked for; ``parser.error`` otherwise."""
     mlserver = args.mlserver_venv / "bin" / "mlserver"
     if args.setup_mlserver and not args.skip_mlserver:
         setup_mlserver_venv(args.mlserver_venv)
@@ -403,7 +428,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         )
     if args.load_generator == "wrk" and shutil.which("wrk") is None:
         parser.error("--load-generator wrk: wrk is not installed")
-    return args
 
 
 def main(argv: list[str] | None = None) -> int:

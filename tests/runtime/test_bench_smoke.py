@@ -1,4 +1,4 @@
-"""A tiny run of bench/runtime_vs_mlserver.py, so the benchmark cannot silently rot.
+"""Tiny runs of the runtime benchmarks in bench/ (runtime_vs_mlserver.py, compiled_inference.py), so they cannot silently rot.
 
 The runtime's part always runs. The MLServer part needs MLServer's own virtualenv
 (``.venv-bench/``, made by ``bench/runtime_vs_mlserver.py --setup-mlserver``); without it that
@@ -54,3 +54,37 @@ def test_benchmark_smoke_run_against_mlserver() -> None:
         )
     output = _smoke_run()
     assert "mlserver(pw=0)" in output
+
+
+def _compiled_inference_smoke_run(*flags: str) -> str:
+    """bench/compiled_inference.py: both engines, the floor and their load times, in a tiny run."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.compiled_inference", "--smoke", "--models", "logreg", *flags],
+        cwd=REPO,
+        env=runtime_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for server in ("sklearn(w=1)", "onnx(w=1)", "floor(w=1)"):
+        assert f"| logreg | 1 | {server} |" in result.stdout
+    assert "| logreg | onnx |" in result.stdout  # its load time
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_compiled_inference_smoke_run_of_the_runtime() -> None:
+    _compiled_inference_smoke_run("--skip-mlserver")
+
+
+@pytest.mark.slow
+def test_compiled_inference_smoke_run_against_batching_mlserver() -> None:
+    if not MLSERVER.exists():
+        pytest.skip(
+            f"MLServer peer not installed ({MLSERVER} missing); "
+            "set it up with `.venv/bin/python bench/runtime_vs_mlserver.py --setup-mlserver --smoke --models logreg`"
+        )
+    output = _compiled_inference_smoke_run("--mlserver-configs", "0:4/0.002")
+    assert "mlserver(pw=0,batch=4/2ms)" in output

@@ -165,7 +165,10 @@ def test_the_metadata_file_is_informational_and_never_changes_request_checks(
             ["--model-uri", "/m.joblib", "--model-sha256", "abc"],
             "--model-sha256 / MODELDEPLOY_MODEL_SHA256: must be 64",
         ),
-        (["--model-uri", "/m.joblib", "--model-format", "onnx"], "--model-format / MODELDEPLOY_MODEL_FORMAT"),
+        (
+            ["--model-uri", "/m.joblib", "--model-format", "pickle"],
+            "--model-format / MODELDEPLOY_MODEL_FORMAT",
+        ),
         (["--model-uri", "ftp://x/m"], "--model-uri / MODELDEPLOY_MODEL_URI: must be a path"),
         (["--model-uri", "/m.joblib", "--auth-keys-file", "/nonexistent/keys.json"], "no such file"),
         ([], "--model-uri / MODELDEPLOY_MODEL_URI: Field required"),

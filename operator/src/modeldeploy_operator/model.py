@@ -30,7 +30,7 @@ class ModelSpec(_Spec):
     uri: str
     version: str
     sha256: str | None = None
-    format: Literal["joblib", "skops"] = "joblib"
+    format: Literal["joblib", "skops", "onnx"] = "joblib"
     storage_secret_ref: SecretRef | None = Field(default=None, alias="storageSecretRef")
 
 

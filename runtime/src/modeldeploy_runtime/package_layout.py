@@ -16,10 +16,16 @@ from typing import Any, Literal, get_args
 
 from modeldeploy_runtime.files import sha256_file
 
-ModelFormat = Literal["joblib", "skops"]
-FORMATS: tuple[str, ...] = get_args(ModelFormat)
+PackageFormat = Literal["joblib", "skops"]  # what `package --format` writes
+FORMATS: tuple[str, ...] = get_args(PackageFormat)
+ModelFormat = Literal["joblib", "skops", "onnx"]  # what `serve` loads: a package's artifact or its ONNX form
 METADATA_SUFFIX = ".metadata.json"
 ARTIFACT_STEM = "model"
+# ``package --onnx`` adds this file beside the artifact; the package metadata's ``onnx`` block
+# records its sha256, and the file carries what serving needs under this metadata_props key.
+ONNX_FORMAT = "onnx"
+ONNX_ARTIFACT = f"{ARTIFACT_STEM}.{ONNX_FORMAT}"
+ONNX_METADATA_KEY = "modeldeploy"
 # The ModelDeployment CRD's rule for spec.model.version (crds/, maxLength 63), used for model
 # names, versions and aliases everywhere (packaging, registry, `serve`): every registered version
 # can be deployed, and each is a safe path segment and S3 key part.
@@ -43,6 +49,11 @@ class Package:
     def metadata_path(self) -> Path:
         return self.artifact.with_name(self.artifact.name + METADATA_SUFFIX)
 
+    @property
+    def onnx_artifact(self) -> Path | None:
+        """``model.onnx`` when the package was built with ``--onnx``."""
+        return self.directory / ONNX_ARTIFACT if isinstance(self.metadata.get(ONNX_FORMAT), dict) else None
+
 
 def check_identifier(kind: str, value: str) -> str:
     """``value`` if it is a safe name/version/alias (also a safe path segment); else PackagingError."""
@@ -51,7 +62,7 @@ def check_identifier(kind: str, value: str) -> str:
     return value
 
 
-def check_format(value: str) -> ModelFormat:
+def check_format(value: str) -> PackageFormat:
     if value == "joblib":
         return "joblib"
     if value == "skops":
@@ -60,8 +71,9 @@ def check_format(value: str) -> ModelFormat:
 
 
 def format_of_file(name: str) -> ModelFormat:
-    """The format a file name implies when none is given: ``.skops`` is skops, anything else joblib."""
-    return "skops" if name.lower().endswith(".skops") else "joblib"
+    """The format a file name implies when none is given: ``.skops``, ``.onnx``, anything else joblib."""
+    suffix = name.lower().rsplit(".", 1)[-1]
+    return "skops" if suffix == "skops" else "onnx" if suffix == "onnx" else "joblib"
 
 
 def utc_now() -> str:
@@ -92,12 +104,19 @@ def read_package(directory: Path) -> Package:
     check_identifier("version", document["version"])
     check_format(document["format"])
     artifact = metadata_path.with_name(metadata_path.name.removesuffix(METADATA_SUFFIX))
+    _check_unchanged(artifact, document["sha256"])
+    package = Package(directory=directory, artifact=artifact, metadata=document)
+    if package.onnx_artifact is not None:
+        _check_unchanged(package.onnx_artifact, str(document[ONNX_FORMAT].get("sha256")))
+    return package
+
+
+def _check_unchanged(artifact: Path, expected: str) -> None:
     try:
         actual = sha256_file(artifact)
     except OSError as error:
         raise PackagingError(f"cannot read artifact {artifact}: {error.strerror or error}") from None
-    if actual != document["sha256"]:
+    if actual != expected:
         raise PackagingError(
-            f"{artifact} changed after packaging: sha256 is {actual}, metadata says {document['sha256']}"
+            f"{artifact} changed after packaging: sha256 is {actual}, metadata says {expected}"
         )
-    return Package(directory=directory, artifact=artifact, metadata=document)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy_runtime.apikeys import KeysFileError, parse_keys_file
-from modeldeploy_runtime.package_layout import PackagingError, read_package
+from modeldeploy_runtime.package_layout import ONNX_ARTIFACT, ONNX_FORMAT, PackagingError, read_package
 
 CONFIG_NAME = "modeldeploy-lambda.json"
 MODEL_DIR = "model"
@@ -131,25 +131,39 @@ def _read_keys(path: Path) -> bytes:
     return data
 
 
-def build_bundle(model_dir: Path, keys_file: Path | None = None) -> tuple[bytes, BundleConfig]:
-    """The zip's bytes for the package in ``model_dir`` (as ``package`` wrote it), and its config."""
+def build_bundle(
+    model_dir: Path, keys_file: Path | None = None, *, onnx: bool = False
+) -> tuple[bytes, BundleConfig]:
+    """The zip's bytes for the package in ``model_dir`` (as ``package`` wrote it), and its config.
+
+    With ``onnx``, the bundle holds ``model.onnx`` (and the package metadata) but no pickle.
+    """
     try:
         package = read_package(model_dir)
     except PackagingError as error:
         raise BundleError(str(error)) from None
-    artifact_name = f"{MODEL_DIR}/{package.artifact.name}"
+    artifact, sha256, model_format = package.artifact, package.metadata["sha256"], package.metadata["format"]
+    if onnx:
+        if package.onnx_artifact is None:
+            raise BundleError(f"{model_dir} holds no {ONNX_ARTIFACT}: package it with `package --onnx`")
+        artifact, sha256, model_format = (
+            package.onnx_artifact,
+            package.metadata[ONNX_FORMAT]["sha256"],
+            ONNX_FORMAT,
+        )
+    artifact_name = f"{MODEL_DIR}/{artifact.name}"
     config = BundleConfig(
         model_path=artifact_name,
         name=package.metadata["name"],
         version=package.metadata["version"],
-        sha256=package.metadata["sha256"],
-        model_format=package.metadata["format"],
+        sha256=sha256,
+        model_format=model_format,
         keys_file=KEYS_NAME if keys_file is not None else None,
     )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         _add(archive, CONFIG_NAME, (json.dumps(config.to_json(), indent=2) + "\n").encode())
-        _add(archive, artifact_name, package.artifact.read_bytes())
+        _add(archive, artifact_name, artifact.read_bytes())
         _add(archive, f"{MODEL_DIR}/{package.metadata_path.name}", package.metadata_path.read_bytes())
         if keys_file is not None:
             _add(archive, KEYS_NAME, _read_keys(keys_file))

@@ -53,6 +53,12 @@ def _add_package_parser(subparsers: Any) -> None:
         default=None,
         help="API-key hashes file (hashes only) to bundle; or set MODELDEPLOY_API_KEYS_JSON on the function",
     )
+    parser.add_argument(
+        "--onnx",
+        action="store_true",
+        help="bundle model.onnx (from `package --onnx`) instead of the joblib/skops artifact: served with "
+        "ONNX Runtime, so the layer needs neither scikit-learn nor SciPy",
+    )
     parser.set_defaults(run=run_lambda_package)
 
 
@@ -102,7 +108,7 @@ def _write_zip(path: Path, data: bytes) -> None:
 
 def run_lambda_package(arguments: argparse.Namespace) -> int:
     try:
-        data, config = build_bundle(arguments.model, arguments.auth_keys_file)
+        data, config = build_bundle(arguments.model, arguments.auth_keys_file, onnx=arguments.onnx)
         _write_zip(arguments.out, data)
     except (BundleError, LambdaCommandError) as error:
         return report_error(str(error))

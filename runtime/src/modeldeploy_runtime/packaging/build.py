@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import skops.io
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
@@ -30,14 +31,17 @@ from modeldeploy_runtime.files import sha256_bytes, write_atomically
 from modeldeploy_runtime.package_layout import (
     ARTIFACT_STEM,
     METADATA_SUFFIX,
-    ModelFormat,
+    ONNX_ARTIFACT,
+    ONNX_FORMAT,
     Package,
+    PackageFormat,
     PackagingError,
     check_format,
     check_identifier,
     format_of_file,
     utc_now,
 )
+from modeldeploy_runtime.packaging.onnx_export import DEFAULT_TOLERANCE, compile_to_onnx
 
 LIBRARIES = ("scikit-learn", "joblib", "numpy", "skops")
 
@@ -94,7 +98,7 @@ def untrusted_skops_types(data: bytes, trusted_types: Iterable[str]) -> list[str
     return sorted(set(skops.io.get_untrusted_types(data=data)) - set(trusted_types))
 
 
-def serialise(model: Any, model_format: ModelFormat, trusted_types: Iterable[str] = ()) -> bytes:
+def serialise(model: Any, model_format: PackageFormat, trusted_types: Iterable[str] = ()) -> bytes:
     """The artifact's bytes; skops types outside the trusted set are refused as the runtime would."""
     if model_format == "skops":
         try:
@@ -123,7 +127,7 @@ def build_metadata(
     *,
     name: str,
     version: str,
-    model_format: ModelFormat,
+    model_format: PackageFormat,
     artifact_name: str,
     data: bytes,
     user_metadata: Mapping[str, Any],
@@ -152,8 +156,14 @@ def package(
     format: str = "joblib",
     metadata: Mapping[str, Any] | None = None,
     trusted_types: Iterable[str] = (),
+    onnx_sample: np.ndarray | None = None,
+    onnx_tolerance: float = DEFAULT_TOLERANCE,
 ) -> Package:
-    """Serialise ``model`` into ``dest/<name>/<version>/`` with its metadata; never overwrites."""
+    """Serialise ``model`` into ``dest/<name>/<version>/`` with its metadata; never overwrites.
+
+    With ``onnx_sample`` (rows like those the model will serve), ``model.onnx`` is written too,
+    after :func:`compile_to_onnx` showed it answers like ``model`` on those rows.
+    """
     check_identifier("name", name)
     check_identifier("version", version)
     model_format = check_format(format)
@@ -167,6 +177,7 @@ def package(
     if target.exists():
         raise PackagingError(f"{target} already exists; a packaged version is never overwritten")
     data = serialise(model, model_format, trusted_types)
+    compiled = compile_to_onnx(model, onnx_sample, onnx_tolerance) if onnx_sample is not None else None
     artifact_name = f"{ARTIFACT_STEM}.{model_format}"
     document = build_metadata(
         model,
@@ -178,6 +189,8 @@ def package(
         user_metadata=user_metadata,
         created_at=utc_now(),
     )
+    if compiled is not None:
+        document[ONNX_FORMAT] = {"artifact": ONNX_ARTIFACT, **compiled.record}
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".partial", dir=target.parent))
@@ -186,6 +199,8 @@ def package(
     try:
         write_atomically(staging / artifact_name, [data], replace=False)
         write_atomically(staging / (artifact_name + METADATA_SUFFIX), [_encode(document)], replace=False)
+        if compiled is not None:
+            write_atomically(staging / ONNX_ARTIFACT, [compiled.data], replace=False)
         staging.chmod(0o755)
         # rename(2) refuses a non-empty target, so a version packaged meanwhile is not replaced.
         staging.rename(target)

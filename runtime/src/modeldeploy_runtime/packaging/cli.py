@@ -64,6 +64,25 @@ def _add_package_parser(subparsers: Any) -> None:
         help="skops only: comma-separated type names to trust beyond skops' defaults, when reading a .skops "
         "input and when checking the artifact (the runtime needs the same list)",
     )
+    parser.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also write model.onnx (skl2onnx, zipmap off), verified against the estimator on --sample rows",
+    )
+    parser.add_argument(
+        "--sample",
+        type=Path,
+        metavar="FILE",
+        help="with --onnx (required): rows like those the model will serve, a CSV of numbers or a .npy file",
+    )
+    parser.add_argument(
+        "--onnx-tolerance",
+        type=float,
+        default=None,
+        metavar="ABS",
+        help="with --onnx: largest allowed probability (or relative prediction) difference; labels must "
+        "match exactly (default: 1e-4)",
+    )
     parser.set_defaults(run=run_package)
 
 
@@ -110,6 +129,12 @@ def _add_registry_parser(subparsers: Any) -> None:
         default="text",
         help="text ('URI SHA256'), yaml (the spec.model block) or json (default: text)",
     )
+    resolve.add_argument(
+        "--model-format",
+        default=None,
+        metavar="FORMAT",
+        help="which artifact to print: the packaged format (default) or onnx when packaged with --onnx",
+    )
     promote = actions.add_parser("promote", parents=[common], help="point an alias at a version")
     promote.add_argument("reference", help="NAME@VERSION (or NAME@ALIAS to copy another alias)")
     promote.add_argument("alias", help="alias to move, e.g. production")
@@ -152,8 +177,10 @@ def run_package(arguments: argparse.Namespace) -> int:
 
     trusted = _split_types(arguments.trusted_types)
     try:
+        _check_onnx_flags(arguments)
         model = load_estimator(arguments.model_file, trusted)
         check_estimator(model, str(arguments.model_file))
+        sample = _onnx_sample(arguments, model)
         written = package(
             model,
             arguments.out,
@@ -162,11 +189,32 @@ def run_package(arguments: argparse.Namespace) -> int:
             format=model_format,
             metadata=metadata,
             trusted_types=trusted,
+            onnx_sample=sample,
+            **({"onnx_tolerance": arguments.onnx_tolerance} if arguments.onnx_tolerance is not None else {}),
         )
-    except PackagingError as error:
+    except (PackagingError, CommandError) as error:
         return report_error(str(error))
     print(written.directory)
     return 0
+
+
+def _check_onnx_flags(arguments: argparse.Namespace) -> None:
+    if arguments.onnx and arguments.sample is None:
+        raise CommandError(
+            "--onnx needs --sample FILE (a CSV or .npy of rows like those the model will serve): "
+            "equivalence is only proven on real inputs"
+        )
+    if not arguments.onnx and (arguments.sample is not None or arguments.onnx_tolerance is not None):
+        raise CommandError("--sample and --onnx-tolerance only apply with --onnx")
+
+
+def _onnx_sample(arguments: argparse.Namespace, model: Any) -> Any:
+    if not arguments.onnx:
+        return None
+    from modeldeploy_runtime.packaging.onnx_export import read_sample  # noqa: PLC0415 - numpy, only with --onnx
+
+    n_features = getattr(model, "n_features_in_", None)
+    return read_sample(arguments.sample, int(n_features) if n_features is not None else None)
 
 
 def _store(arguments: argparse.Namespace, reference_root: str | None = None) -> RegistryStore:
@@ -182,10 +230,10 @@ def _store(arguments: argparse.Namespace, reference_root: str | None = None) -> 
     return open_store(root)
 
 
-def spec_model_yaml(registered: RegisteredVersion) -> str:
+def spec_model_yaml(registered: RegisteredVersion, model_format: str | None = None) -> str:
     """``spec.model`` as YAML; values are JSON strings, which YAML reads as double-quoted scalars."""
     lines = ["spec:", "  model:"]
-    lines += [f"    {key}: {json.dumps(value)}" for key, value in registered.spec_model().items()]
+    lines += [f"    {key}: {json.dumps(value)}" for key, value in registered.spec_model(model_format).items()]
     return "\n".join(lines)
 
 
@@ -242,12 +290,13 @@ def _run_registry_command(arguments: argparse.Namespace) -> None:
     elif command == "resolve":
         output = _check_output(arguments.output, ("text", "yaml", "json"))
         resolved = _published(registry.resolve(store, reference), arguments)
+        block = resolved.spec_model(arguments.model_format)
         if output == "yaml":
-            print(spec_model_yaml(resolved))
+            print(spec_model_yaml(resolved, arguments.model_format))
         elif output == "json":
-            print(json.dumps({"spec": {"model": resolved.spec_model()}}))
+            print(json.dumps({"spec": {"model": block}}))
         else:
-            print(f"{resolved.uri} {resolved.sha256}")
+            print(f"{block['uri']} {block['sha256']}")
     elif command == "promote":
         previous, promoted = registry.promote(store, reference, arguments.alias)
         moved = f" (was {previous})" if previous and previous != promoted.version else ""

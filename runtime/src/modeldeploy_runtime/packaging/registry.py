@@ -27,6 +27,7 @@ from modeldeploy_runtime.artifact_uri import ArtifactNameError, check_file_name
 from modeldeploy_runtime.files import sha256_bytes
 from modeldeploy_runtime.package_layout import (
     METADATA_SUFFIX,
+    ONNX_FORMAT,
     Package,
     PackagingError,
     check_identifier,
@@ -92,13 +93,31 @@ class RegisteredVersion:
         """The artifact's path below the registry root: ``<name>/<version>/<file>``."""
         return f"{self.name}/{self.entry['artifact']}"
 
+    @property
+    def onnx(self) -> dict[str, Any] | None:
+        """The ONNX artifact's entry (``artifact``, ``sha256``, ...) when it was packaged with ``--onnx``."""
+        found = self.entry.get(ONNX_FORMAT)
+        return found if isinstance(found, dict) else None
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        return (self.format, ONNX_FORMAT) if self.onnx is not None else (self.format,)
+
     def published_under(self, uri_prefix: str) -> RegisteredVersion:
         """The same version addressed through another root, e.g. ``pvc://claim/registry`` in a cluster."""
         return replace(self, uri=f"{uri_prefix.rstrip('/')}/{self.key}")
 
-    def spec_model(self) -> dict[str, str]:
-        """The ModelDeployment's ``spec.model`` block for this version."""
-        return {"uri": self.uri, "version": self.version, "sha256": self.sha256, "format": self.format}
+    def spec_model(self, model_format: str | None = None) -> dict[str, str]:
+        """The ModelDeployment's ``spec.model`` block for this version, in its own or the ONNX format."""
+        if model_format is None or model_format == self.format:
+            return {"uri": self.uri, "version": self.version, "sha256": self.sha256, "format": self.format}
+        onnx = self.onnx
+        if model_format != ONNX_FORMAT or onnx is None:
+            raise RegistryError(
+                f"{self.name}@{self.version} has no {model_format!r} artifact: it has {', '.join(self.formats)}"
+            )
+        uri = f"{self.uri.rsplit('/', 1)[0]}/{onnx['artifact'].rsplit('/', 1)[-1]}"
+        return {"uri": uri, "version": self.version, "sha256": str(onnx["sha256"]), "format": ONNX_FORMAT}
 
 
 def parse_reference(text: str) -> Reference:
@@ -143,14 +162,22 @@ def _parse_index(store: RegistryStore, name: str, content: bytes) -> dict[str, A
             raise RegistryError(
                 f"registry index {where}: version {version!r} lacks artifact, sha256 or format"
             )
-        try:
-            for segment in entry["artifact"].split("/"):
-                check_file_name(segment)
-        except ArtifactNameError as error:
+        onnx = entry.get(ONNX_FORMAT)
+        if onnx is not None and not (
+            isinstance(onnx, dict) and all(isinstance(onnx.get(key), str) for key in ("artifact", "sha256"))
+        ):
             raise RegistryError(
-                f"registry index {where}: version {version!r} has artifact {entry['artifact']!r}, "
-                f"not a path inside the model's folder: {error}"
-            ) from None
+                f"registry index {where}: version {version!r} has an onnx entry without artifact or sha256"
+            )
+        for artifact in (entry["artifact"], *([onnx["artifact"]] if onnx is not None else [])):
+            try:
+                for segment in artifact.split("/"):
+                    check_file_name(segment)
+            except ArtifactNameError as error:
+                raise RegistryError(
+                    f"registry index {where}: version {version!r} has artifact {artifact!r}, "
+                    f"not a path inside the model's folder: {error}"
+                ) from None
     for alias, target in document["aliases"].items():
         if not isinstance(target, dict) or not isinstance(target.get("version"), str):
             raise RegistryError(f"registry index {where}: alias {alias!r} lacks a version")
@@ -250,6 +277,10 @@ def register(store: RegistryStore, package: Package) -> RegisteredVersion:
             package.metadata_path,
             sha256_bytes(metadata_bytes),
         )
+        onnx_file = package.onnx_artifact
+        if onnx_file is not None:
+            onnx_sha256 = package.metadata[ONNX_FORMAT]["sha256"]
+            _upload_once(store, f"{name}/{version}/{onnx_file.name}", onnx_file, onnx_sha256)
     except StoreError as error:
         raise RegistryError(str(error)) from None
     except OSError as error:
@@ -264,6 +295,11 @@ def register(store: RegistryStore, package: Package) -> RegisteredVersion:
         "registered_at": utc_now(),
         "metadata": package.metadata.get("metadata", {}),
     }
+    if package.onnx_artifact is not None:
+        entry[ONNX_FORMAT] = {
+            **package.metadata[ONNX_FORMAT],
+            "artifact": f"{version}/{package.onnx_artifact.name}",
+        }
 
     def add(document: dict[str, Any]) -> None:
         _check_new_version(document, name, version)
@@ -330,15 +366,20 @@ def promote(store: RegistryStore, reference: Reference, alias: str) -> tuple[str
 def verify(store: RegistryStore, reference: Reference) -> RegisteredVersion:
     """Re-read the stored artifact and check its sha256 against the index; RegistryError on mismatch."""
     registered = resolve(store, reference)
-    try:
-        actual = sha256_of(store, registered.key)
-    except StoreError as error:
-        raise RegistryError(str(error)) from None
-    if actual != registered.sha256:
-        raise RegistryError(
-            f"sha256 mismatch for {registered.uri}: the index records {registered.sha256}, "
-            f"the stored artifact has {actual}; it was changed after registration"
-        )
+    onnx = registered.onnx
+    artifacts = [(registered.key, registered.sha256)]
+    if onnx is not None:
+        artifacts.append((f"{registered.name}/{onnx['artifact']}", str(onnx["sha256"])))
+    for key, expected in artifacts:
+        try:
+            actual = sha256_of(store, key)
+        except StoreError as error:
+            raise RegistryError(str(error)) from None
+        if actual != expected:
+            raise RegistryError(
+                f"sha256 mismatch for {store.uri(key)}: the index records {expected}, "
+                f"the stored artifact has {actual}; it was changed after registration"
+            )
     return registered
 
 

@@ -24,3 +24,5 @@ class ModelDescription:
     artifact_sklearn_version: str
     warnings: tuple[str, ...]
     artifact_metadata: Mapping[str, Any] | None  # what packaging wrote beside the artifact
+    engine: str = "sklearn"  # or "onnxruntime" (format onnx)
+    provider: str = "cpu"  # where predictions run: "cpu", or "cuda" (ONNX Runtime's CUDA provider)

@@ -66,6 +66,8 @@ def load_configured_model(settings: RuntimeSettings) -> LoadedModel:
             expected_sha256=settings.model_sha256,
             trusted_types=settings.trusted_types,
             allow_unverified_pickle=settings.allow_unverified_pickle,
+            onnx_threads=settings.onnx_threads,
+            onnx_provider=settings.onnx_provider,
         )
     except ModelLoadError as error:
         raise StartupError(str(error)) from None

@@ -85,8 +85,18 @@ class RuntimeMetrics:
         )
         self.info = Gauge(
             "modeldeploy_model_info",
-            "The served model; version_mismatch is true when it was packaged with other library versions",
-            ["model", "version", "sha256", "sklearn_version", "artifact_sklearn_version", "version_mismatch"],
+            "The served model; version_mismatch is true when it was packaged with other library versions; "
+            "engine is sklearn or onnxruntime, provider where predictions run (cpu or cuda)",
+            [
+                "model",
+                "version",
+                "sha256",
+                "sklearn_version",
+                "artifact_sklearn_version",
+                "version_mismatch",
+                "engine",
+                "provider",
+            ],
             multiprocess_mode="max",
             registry=self.registry,
         )
@@ -125,6 +135,8 @@ class RuntimeMetrics:
             installed_version("scikit-learn"),
             model.artifact_sklearn_version,
             mismatch,
+            model.engine,
+            model.provider,
         ).set(1)
 
     def record_request(self, protocol: str, code: int, seconds: float) -> None:

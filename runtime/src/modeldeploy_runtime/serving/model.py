@@ -22,14 +22,13 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import orjson
-from sklearn.utils import get_tags
 
 from modeldeploy_runtime.files import sha256_bytes
 from modeldeploy_runtime.package_layout import METADATA_SUFFIX, ModelFormat
 from modeldeploy_runtime.serving.description import ModelDescription
+from modeldeploy_runtime.serving.settings import OnnxProvider
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +139,14 @@ def _deserialise(data: bytes, model_format: ModelFormat, trusted_types: list[str
                 "review them and add them to --trusted-types if they are safe"
             )
         return skops.io.loads(data, trusted=list(trusted_types))
+    import joblib  # noqa: PLC0415 - the ONNX engine reads no pickle, so it imports neither joblib nor sklearn
+
     return joblib.load(io.BytesIO(data))
 
 
 def _allows_nan(estimator: Any) -> bool:
+    from sklearn.utils import get_tags  # noqa: PLC0415 - see _deserialise
+
     try:
         return bool(get_tags(estimator).input_tags.allow_nan)
     except Exception:
@@ -167,6 +170,13 @@ class LoadedModel:
     classes: list[Any] | None = None
     allow_nan: bool = False
     outputs: tuple[str, ...] = field(default=(PREDICT,))
+    engine: str = "sklearn"  # or "onnxruntime"
+    provider: str = "cpu"  # where predictions run: "cpu", or "cuda" for ONNX Runtime's CUDA provider
+
+    @property
+    def estimator_name(self) -> str:
+        """The class name of the estimator (for ONNX, the one it was converted from)."""
+        return str(getattr(self.estimator, "estimator_name", type(self.estimator).__name__))
 
     @property
     def artifact_sklearn_version(self) -> str:
@@ -181,10 +191,12 @@ class LoadedModel:
             classes=self.classes,
             model_format=self.model_format,
             sha256=self.sha256,
-            estimator_type=type(self.estimator).__name__,
+            estimator_type=self.estimator_name,
             artifact_sklearn_version=self.artifact_sklearn_version,
             warnings=tuple(self.warnings),
             artifact_metadata=self.metadata.document if self.metadata is not None else None,
+            engine=self.engine,
+            provider=self.provider,
         )
 
     def check_outputs(self, outputs: frozenset[str]) -> None:
@@ -260,6 +272,8 @@ def load_model(
     expected_sha256: str | None,
     trusted_types: list[str],
     allow_unverified_pickle: bool = False,
+    onnx_threads: int = 1,
+    onnx_provider: OnnxProvider = "auto",
 ) -> LoadedModel:
     started = time.perf_counter()
     unverified = check_pickle_is_verified(str(path), model_format, expected_sha256, allow_unverified_pickle)
@@ -268,6 +282,9 @@ def load_model(
     except OSError as error:
         raise ModelLoadError(f"cannot read model file {path}: {error.strerror}") from None
     digest = verify_digest(data, expected_sha256, path)
+    if model_format == "onnx":
+        return _load_onnx(data, path, name=name, version=version, digest=digest, started=started,
+                          threads=onnx_threads, provider=onnx_provider)  # fmt: skip
     meta, metadata_problem = read_metadata(path)
     found_warnings = [found for found in (unverified, metadata_problem) if found is not None]
     found_warnings += version_mismatches(meta)
@@ -304,4 +321,46 @@ def load_model(
         classes=classes if isinstance(classes, list) else None,
         allow_nan=_allows_nan(estimator),
         outputs=outputs,
+    )
+
+
+def _load_onnx(
+    data: bytes,
+    path: Path,
+    *,
+    name: str,
+    version: str,
+    digest: str,
+    started: float,
+    threads: int,
+    provider: OnnxProvider,
+) -> LoadedModel:
+    from modeldeploy_runtime.serving.onnx_model import (  # noqa: PLC0415 - onnxruntime only for ONNX
+        ENGINE,
+        PROVIDER_LABELS,
+        OnnxLoadError,
+        open_session,
+    )
+
+    try:
+        predictor, facts = open_session(data, path, threads=threads, provider=provider)
+    except OnnxLoadError as error:
+        raise ModelLoadError(str(error)) from None
+    metadata, metadata_problem = read_metadata(path)  # informational only, as for the other formats
+    return LoadedModel(
+        estimator=predictor,
+        name=name,
+        version=version,
+        sha256=digest,
+        model_format="onnx",
+        path=path,
+        metadata=metadata,
+        warnings=[metadata_problem] if metadata_problem is not None else [],
+        load_seconds=time.perf_counter() - started,
+        n_features=facts.n_features,
+        classes=facts.classes,
+        allow_nan=False,
+        outputs=(PREDICT, PREDICT_PROBA) if PREDICT_PROBA in facts.output_names else (PREDICT,),
+        engine=ENGINE,
+        provider=PROVIDER_LABELS.get(predictor.provider, predictor.provider),
     )

@@ -18,6 +18,7 @@ from modeldeploy_runtime.package_layout import NAME_PATTERN, NAME_RULE, ModelFor
 
 ENV_PREFIX = "MODELDEPLOY_"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+OnnxProvider = Literal["auto", "cpu", "cuda"]
 
 
 class RuntimeSettings(BaseSettings):
@@ -36,7 +37,16 @@ class RuntimeSettings(BaseSettings):
         None, description="expected sha256 of the artifact (64 hex); checked before deserialising"
     )
     model_format: ModelFormat | None = Field(
-        None, description="joblib or skops; default: from the file extension (.skops, else joblib)"
+        None,
+        description="joblib, skops or onnx; default: from the file extension (.skops, .onnx, else joblib)",
+    )
+    onnx_threads: int = Field(
+        1, ge=1, le=256, description="onnx only: ONNX Runtime intra-op threads per worker process"
+    )
+    onnx_provider: OnnxProvider = Field(
+        "auto",
+        description="onnx only: auto (CUDA when onnxruntime-gpu is installed and a GPU is mounted, "
+        "else CPU), cpu or cuda",
     )
     allow_unverified_pickle: bool = Field(
         False,

@@ -13,6 +13,8 @@ from modeldeploy_runtime import __version__
 from modeldeploy_runtime.errors import RequestError
 from modeldeploy_runtime.serving.description import ModelDescription
 from modeldeploy_runtime.serving.model import PREDICT, PREDICT_PROBA, installed_version
+from modeldeploy_runtime.serving.onnx_model import ENGINE as ONNX_ENGINE
+from modeldeploy_runtime.serving.onnx_model import PLATFORM as ONNX_PLATFORM
 from modeldeploy_runtime.serving.protocols.arrays import DUMP_OPTIONS, decode_json, to_array, to_json_value
 
 SERVER_NAME = "modeldeploy-runtime"
@@ -161,6 +163,8 @@ def model_metadata(model: ModelDescription) -> bytes:
         "format": model.model_format,
         "sha256": model.sha256,
         "estimator": model.estimator_type,
+        "engine": model.engine,
+        "provider": model.provider,
         "sklearn_version": installed_version("scikit-learn"),
         "joblib_version": installed_version("joblib"),
         "artifact_sklearn_version": model.artifact_sklearn_version,
@@ -173,7 +177,7 @@ def model_metadata(model: ModelDescription) -> bytes:
     document = {
         "name": model.name,
         "versions": [model.version],
-        "platform": "sklearn",
+        "platform": ONNX_PLATFORM if model.engine == ONNX_ENGINE else "sklearn",
         "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, n_features]}],
         "outputs": outputs,
         "parameters": parameters,
