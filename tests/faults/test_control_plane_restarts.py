@@ -52,13 +52,15 @@ def test_watches_recover_after_a_restart(
     cluster.kubectl("delete", "secret", "iris-apikeys", "-n", namespace)
 
     def reconciled() -> bool:
+        """The operator's part: not the rollout, which waits for the controller-manager's recovery."""
         md = get(cluster, namespace, "mdep", "iris")
         hashes = get(cluster, namespace, "secret", "iris-apikeys")
+        deployment = get(cluster, namespace, "deployment", "iris") or {}
+        template_labels = deployment.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {})
         return (
             md is not None
             and md["status"].get("observedGeneration") == md["metadata"]["generation"]
-            and (condition(md, "Ready") or {}).get("status") == "True"
-            and md["status"].get("modelVersion") == "4"
+            and template_labels.get("app.kubernetes.io/version") == "4"
             and _image(cluster, namespace) == image
             and get(cluster, namespace, "service", "iris") is not None
             and hashes is not None
@@ -72,3 +74,6 @@ def test_watches_recover_after_a_restart(
     assert elapsed <= RECONCILED_BOUND_SECONDS
     assert operator.process.poll() is None, "the operator must survive, not be restarted"
     assert body["metadata"]["uid"] == get(cluster, namespace, "mdep", "iris")["metadata"]["uid"]  # type: ignore[index]
+    wait_until("the new version Ready once the controllers recovered too",
+               lambda: (condition(get(cluster, namespace, "mdep", "iris") or {}, "Ready") or {}).get("status") == "True",
+               timeout=60)  # fmt: skip
