@@ -16,7 +16,7 @@ KUBECTL := $(VENV)/bin/kubectl --kubeconfig $(MODELDEPLOY_CLUSTER_DIR)/kubeconfi
 # bench/ joins once it holds Python files.
 LINT_PATHS := operator/src runtime/src devenv/src tests $(if $(wildcard bench/*.py),bench)
 
-.PHONY: help venv lock binaries cluster-up cluster-down dev test test-fast lint format images chart-crds kind-e2e clean
+.PHONY: help venv bench-peer lock binaries cluster-up cluster-down dev test test-fast lint format images chart-crds kind-e2e clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -44,7 +44,15 @@ cluster-up: binaries ## start (or reuse) the local control plane; kubeconfig in 
 cluster-down: ## stop the local control plane started by cluster-up
 	@test -x $(PY) && $(PY) -m modeldeploy_devenv down || true
 
-test: binaries ## run the whole test suite, control-plane tests included
+# MLServer, the peer of bench/, in a virtualenv of its own (its workers need uvloop < 0.22).
+BENCH_VENV_STAMP := .venv-bench/.installed
+$(BENCH_VENV_STAMP): runtime/pyproject.toml | $(VENV_STAMP)
+	$(PY) -c 'from pathlib import Path; from bench.runtime_vs_mlserver import setup_mlserver_venv; setup_mlserver_venv(Path(".venv-bench"))'
+	@touch $@
+
+bench-peer: $(BENCH_VENV_STAMP) ## install MLServer (the benchmarks' peer) into .venv-bench
+
+test: binaries bench-peer ## run the whole test suite, control-plane tests included
 	$(PY) -m pytest
 
 test-fast: venv ## run the tests that need no control plane
@@ -79,4 +87,4 @@ kind-e2e: venv binaries ## end-to-end on kind: images, helm install, predict, ve
 	@bash devenv/src/modeldeploy_devenv/kind_e2e.sh
 
 clean: cluster-down ## remove the virtualenv and build outputs (the binary cache stays)
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-bench .mypy_cache .ruff_cache .pytest_cache
