@@ -13,6 +13,7 @@ says why, and the cluster comes up without it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -351,3 +352,5 @@ def stop_real_node(directory: Path) -> None:
         delete_network(NodeNetwork.from_dict(state.network), state.apiserver_port)
     shutil.rmtree(state.node_dir, ignore_errors=True)
     shutil.rmtree(state.short_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):  # shared by the machine's nodes: only once it is empty
+        SHORT_PATHS_ROOT.rmdir()
