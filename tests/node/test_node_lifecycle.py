@@ -66,11 +66,14 @@ def test_a_second_cluster_gets_its_own_node_and_leaves_nothing_behind(
         container_ids = [path.parent.name for path in runc_states]
         assert len(container_ids) >= 2  # the sandbox and its container
         assert mounts_under(state.node_dir)
+        assert mounts_under(state.short_dir)  # the kubelet's root dir: the pod's volumes
     finally:
         stop(directory)
     assert not any(pid_alive(pid) for pid in state.pids.values())
     assert shim_pids(state.containerd) == []
     assert mounts_under(state.node_dir) == []
+    assert mounts_under(state.short_dir) == []
+    assert not state.short_dir.exists()
     assert _container_cgroups(container_ids) == []
     assert (
         subprocess.run(

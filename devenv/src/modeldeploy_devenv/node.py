@@ -13,6 +13,7 @@ says why, and the cluster comes up without it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -67,7 +68,7 @@ REAL_NODE_TOLERATION = {**REAL_NODE_TAINT, "operator": "Equal"}
 REAL_NODE_ENV = "MODELDEPLOY_REAL_NODE"
 NODE_READY_TIMEOUT_SECONDS = 180.0
 STOP_TIMEOUT_SECONDS = 20.0
-SOCKETS_ROOT = Path("/run/modeldeploy")
+SHORT_PATHS_ROOT = Path("/run/modeldeploy")
 # The API server runs RBAC only (no Node authorizer): nodes get their permissions from this binding.
 NODE_ROLE_BINDING = {
     "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -107,7 +108,13 @@ class NodeState:
 
     @property
     def containerd(self) -> ContainerdPaths:
-        return ContainerdPaths(self.node_dir / "containerd", SOCKETS_ROOT / self.node_id)
+        return ContainerdPaths(self.node_dir / "containerd", self.short_dir)
+
+    @property
+    def short_dir(self) -> Path:
+        """Where the node's Unix sockets live, and the kubelet's root dir (which holds sockets):
+        a socket path must stay under ~104 bytes, which a deep cluster directory (pytest's) passes."""
+        return SHORT_PATHS_ROOT / self.node_id
 
     @property
     def pod_logs_dir(self) -> Path:
@@ -286,7 +293,7 @@ def start_real_node(directory: Path, pki: Pki, kubeconfig: str, server: str) -> 
     )
     _launch(state, "kubelet", [
         str(binaries["kubelet"]), f"--config={config}", f"--kubeconfig={node_kubeconfig}",
-        f"--root-dir={state.node_dir / 'kubelet'}", f"--cert-dir={state.node_dir / 'kubelet-pki'}",
+        f"--root-dir={state.short_dir / 'kubelet'}", f"--cert-dir={state.node_dir / 'kubelet-pki'}",
         f"--hostname-override={REAL_NODE_NAME}", f"--node-ip={network.gateway}",
         f"--node-labels={REAL_NODE_LABEL_KEY}={REAL_NODE_LABEL_VALUE}", "--v=1",
     ])  # fmt: skip
@@ -341,10 +348,13 @@ def stop_real_node(directory: Path) -> None:
     _stop_process(state, "containerd")
     kill_shims(paths)
     unmount_under(state.node_dir)
+    unmount_under(state.short_dir)
     remove_network_namespaces(namespaces)
     remove_empty_cgroup(CRI_NAMESPACE)
     remove_container_log_links(state.pod_logs_dir)
     if state.network:
         delete_network(NodeNetwork.from_dict(state.network), state.apiserver_port)
     shutil.rmtree(state.node_dir, ignore_errors=True)
-    shutil.rmtree(paths.socket_dir, ignore_errors=True)
+    shutil.rmtree(state.short_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):  # shared by the machine's nodes: only once it is empty
+        SHORT_PATHS_ROOT.rmdir()
