@@ -114,13 +114,17 @@ def test_the_chart_runs_the_operator_image_on_the_real_node(
     real_node: RealNode, operator_release: str
 ) -> None:
     pods = real_node.cluster.get_json("pods", "-n", operator_release)["items"]
-    assert len(pods) == 1
-    pod = pods[0]
-    assert pod["spec"]["nodeName"] == REAL_NODE_NAME
-    assert all(c["ready"] for c in pod["status"]["containerStatuses"])
-    # The operator's in-cluster config comes from its ServiceAccount token, mounted by the kubelet.
-    mounts = [m["mountPath"] for m in pod["spec"]["containers"][0]["volumeMounts"]]
-    assert "/var/run/secrets/kubernetes.io/serviceaccount" in mounts
+    assert len(pods) == 2  # the chart's default: a leader and a standby
+    for pod in pods:
+        assert pod["spec"]["nodeName"] == REAL_NODE_NAME
+        assert all(c["ready"] for c in pod["status"]["containerStatuses"])  # the standby is ready too
+        # The operator's in-cluster config comes from its ServiceAccount token, mounted by the kubelet.
+        mounts = [m["mountPath"] for m in pod["spec"]["containers"][0]["volumeMounts"]]
+        assert "/var/run/secrets/kubernetes.io/serviceaccount" in mounts
+    # Exactly one of them holds the leader Lease, under its pod name (the downward API's POD_NAME).
+    leases = real_node.cluster.get_json("leases", "-n", operator_release)["items"]
+    holders = [lease["spec"].get("holderIdentity") for lease in leases]
+    assert len([h for h in holders if h in {pod["metadata"]["name"] for pod in pods}]) == 1, holders
 
 
 def test_prediction_needs_the_generated_key(served: Served) -> None:
