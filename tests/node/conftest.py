@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from modeldeploy_devenv.assets import require_binary
-from modeldeploy_devenv.images import build_images, chart_image_tags, image_exists
+from modeldeploy_devenv.images import build_images, chart_image_tags
 from modeldeploy_devenv.node import (
     REAL_NODE_LABEL_KEY,
     REAL_NODE_LABEL_VALUE,
@@ -81,13 +81,11 @@ def real_node(cluster: Cluster) -> RealNode:
 
 @pytest.fixture(scope="session")
 def node_images(real_node: RealNode) -> dict[str, str]:
-    """Both images built (once per machine unless the sources changed) and loaded into real-0."""
+    """Both images built from this tree and loaded into real-0. They are built every session (the
+    builder's layer cache makes an unchanged tree cheap): a tag alone cannot tell an image of
+    older sources, and the tier must test the code it runs beside."""
     tags = chart_image_tags()
-    if (
-        not all(image_exists(tag) for tag in tags.values())
-        or os.environ.get("MODELDEPLOY_REBUILD_IMAGES") == "1"
-    ):
-        build_images(tags)
+    build_images(tags, fresh=os.environ.get("MODELDEPLOY_REBUILD_IMAGES") == "1")
     load_images(real_node.directory, list(tags.values()))
     return tags
 
