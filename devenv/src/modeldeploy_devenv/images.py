@@ -35,7 +35,7 @@ DEBIAN_SUITE = "bookworm"
 IMAGE_PYTHON = "3.11"
 LOCAL_PACKAGES = ("runtime", "operator")
 # What the images install from the wheelhouse (the Dockerfiles name the same requirements).
-WHEELHOUSE_REQUIREMENTS = ("modeldeploy-runtime[serve]", "modeldeploy-operator")
+WHEELHOUSE_REQUIREMENTS = ("modeldeploy-runtime[serve,onnx-engine]", "modeldeploy-operator")
 RUNTIME_SIZE_LIMIT_BYTES = 400 * 1000 * 1000
 NONROOT_UID = 65532
 
