@@ -57,6 +57,7 @@ from bench.runtime_vs_mlserver import (
     wait_ready,
 )
 from modeldeploy_devenv.processes import free_port, stop_process
+from modeldeploy_runtime.files import sha256_file
 from modeldeploy_runtime.packaging.build import package
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +73,7 @@ from pathlib import Path
 started = time.perf_counter()
 from modeldeploy_runtime.serving.model import load_model
 model = load_model(Path(sys.argv[1]), name="m", version="1", model_format=sys.argv[2],
-                   expected_sha256=None, trusted_types=[])
+                   expected_sha256=sys.argv[3], trusted_types=[])
 model.warm_up()
 print(time.perf_counter() - started)
 """
@@ -96,7 +97,7 @@ def load_seconds(artifact: Path, model_format: str, repeat: int) -> float:
     times = []
     for _ in range(repeat):
         output = subprocess.run(
-            [sys.executable, "-c", LOAD_SNIPPET, str(artifact), model_format],
+            [sys.executable, "-c", LOAD_SNIPPET, str(artifact), model_format, sha256_file(artifact)],
             capture_output=True,
             text=True,
             check=True,

@@ -339,10 +339,13 @@ class Reconciler:
             plaintexts,
             observed_hashes,
             rotate=md.rotate_clients,
+            # Delivered: its client Secret holds a key (or the status listed that Secret). The status
+            # lags the Secret by the status debounce, so it alone would drop a key still in use.
             delivered=frozenset(
                 client
                 for client in wanted
-                if client_secret_name(md.name, client) in (md.status.get("clientSecrets") or ())
+                if plaintexts.get(client) is not None
+                or client_secret_name(md.name, client) in (md.status.get("clientSecrets") or ())
             ),
             now=now,
             grace=grace,
