@@ -170,8 +170,9 @@ def model_store(
 
 
 def model_deployment(
-    name: str, namespace: str, version: str, sha256: str, replicas: int = 2
+    name: str, namespace: str, version: str, sha256: str, replicas: int = 2, **spec: Any
 ) -> dict[str, Any]:
+    """iris ``version`` from the tier's model store; ``spec`` adds or replaces top-level spec fields."""
     return {
         "apiVersion": "modeldeploy.io/v1alpha1",
         "kind": "ModelDeployment",
@@ -190,6 +191,7 @@ def model_deployment(
                 "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "768Mi"}},
             },
             "auth": {"enabled": True, "clients": [{"name": CLIENT}]},
+            **spec,
         },
     }
 
