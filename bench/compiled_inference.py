@@ -45,13 +45,13 @@ from sklearn.preprocessing import StandardScaler
 
 from bench.runtime_vs_mlserver import (
     BODY,
-    DEFAULT_MLSERVER_VENV,
     MODEL_NAME,
     WRK_SCRIPT,
     Measurement,
     Server,
-    check_peer_and_load_generator,
+    finish_measurement_args,
     measure_rounds,
+    measurement_parser,
     mlserver_server,
     runtime_server,
     wait_ready,
@@ -261,38 +261,24 @@ def target_rows(summaries: dict[tuple[str, int], Medians]) -> list[str]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cores = os.cpu_count() or 1
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--smoke", action="store_true", help="tiny request counts, one round (for the tests)")
-    parser.add_argument("--skip-mlserver", action="store_true", help="leave MLServer out")
-    parser.add_argument("--setup-mlserver", action="store_true", help="create --mlserver-venv first")
-    parser.add_argument("--mlserver-venv", type=Path, default=DEFAULT_MLSERVER_VENV)
+    parser = measurement_parser(rounds=3, seconds=3.0)
+    parser.description = __doc__.split("\n\n")[0] if __doc__ else None
     parser.add_argument(
         "--mlserver-configs",
         default=f"0,0:64/0.002,{cores}:64/0.002",
         help="comma-separated: parallel_workers[:max_batch_size/max_batch_time_seconds]",
     )
-    parser.add_argument("--workers", type=int, default=cores, help="worker processes of runtime and floor")
-    parser.add_argument("--concurrency", default="1,16,64")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=3000, help="per measurement (python load generator)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="per measurement (wrk)")
-    parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--load-repeat", type=int, default=3, help="fresh-interpreter loads per engine")
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--load-generator", choices=["python", "wrk"], default="python")
-    parser.add_argument("--json", type=Path, help="also write the raw measurements here")
     args = parser.parse_args(argv)
-    args.concurrency = [int(value) for value in args.concurrency.split(",")]
     args.mlserver_configs = [value for value in args.mlserver_configs.split(",") if value]
     args.models = [value for value in args.models.split(",") if value]
     unknown = set(args.models) - set(MODELS)
     if unknown:
         parser.error(f"--models: unknown {', '.join(sorted(unknown))}; expected some of {', '.join(MODELS)}")
     if args.smoke:
-        args.requests, args.rounds, args.warmup, args.seconds, args.load_repeat = 60, 1, 10, 1.0, 1
-        args.concurrency, args.workers = [1, 4], 1
-    check_peer_and_load_generator(parser, args)
-    return args
+        args.load_repeat = 1
+    return finish_measurement_args(parser, args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -381,35 +381,48 @@ def summarise(results: list[Measurement], ready: dict[str, dict[str, float]]) ->
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def measurement_parser(*, rounds: int, seconds: float) -> argparse.ArgumentParser:
+    """The options every benchmark against MLServer shares (its own options come on top)."""
     cores = os.cpu_count() or 1
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser()
     parser.add_argument("--smoke", action="store_true", help="tiny request counts, one round (for the tests)")
-    parser.add_argument("--skip-mlserver", action="store_true", help="measure the runtime alone")
+    parser.add_argument("--skip-mlserver", action="store_true", help="leave MLServer out")
     parser.add_argument("--setup-mlserver", action="store_true", help="create --mlserver-venv first")
     parser.add_argument("--mlserver-venv", type=Path, default=DEFAULT_MLSERVER_VENV)
-    parser.add_argument(
-        "--mlserver-parallel-workers", default=f"0,{cores}", help="comma-separated configurations"
-    )
-    parser.add_argument("--workers", type=int, default=cores, help="runtime worker processes")
+    parser.add_argument("--workers", type=int, default=cores, help="worker processes of each server")
     parser.add_argument("--concurrency", default="1,16,64")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--requests", type=int, default=3000, help="per measurement (python load generator)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement (wrk)")
+    parser.add_argument("--seconds", type=float, default=seconds, help="per measurement (wrk)")
     parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--models", default="logreg,forest100")
     parser.add_argument("--load-generator", choices=["python", "wrk"], default="python")
     parser.add_argument("--json", type=Path, help="also write the raw measurements here")
-    parser.add_argument("--log-dir", type=Path, help="keep the servers' logs here (default: discarded)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def finish_measurement_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """Parses the shared list options, applies --smoke's tiny counts and checks the peer."""
     args.concurrency = [int(value) for value in args.concurrency.split(",")]
-    args.mlserver_parallel_workers = [int(value) for value in args.mlserver_parallel_workers.split(",")]
     if args.smoke:
         args.requests, args.rounds, args.warmup, args.seconds = 60, 1, 10, 1.0
-        args.concurrency = [1, 4]
-        args.workers = 1
+        args.concurrency, args.workers = [1, 4], 1
     check_peer_and_load_generator(parser, args)
     return args
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = measurement_parser(rounds=2, seconds=5.0)
+    parser.description = __doc__.split("\n\n")[0] if __doc__ else None
+    parser.add_argument(
+        "--mlserver-parallel-workers",
+        default=f"0,{os.cpu_count() or 1}",
+        help="comma-separated configurations",
+    )
+    parser.add_argument("--models", default="logreg,forest100")
+    parser.add_argument("--log-dir", type=Path, help="keep the servers' logs here (default: discarded)")
+    args = parser.parse_args(argv)
+    args.mlserver_parallel_workers = [int(value) for value in args.mlserver_parallel_workers.split(",")]
+    return finish_measurement_args(parser, args)
 
 
 def check_peer_and_load_generator(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -18,27 +18,26 @@ from tests.runtime.conftest import REPO, runtime_env
 MLSERVER = REPO / ".venv-bench" / "bin" / "mlserver"
 
 
-def _smoke_run(*flags: str) -> str:
+def _bench_smoke(module: str, *flags: str, timeout: float = 240) -> str:
+    """``python -m bench.<module> --smoke --models logreg <flags>``: its output, after it exited 0."""
     result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "runtime_vs_mlserver.py"),
-            "--smoke",
-            "--models",
-            "logreg",
-            *flags,
-        ],
+        [sys.executable, "-m", f"bench.{module}", "--smoke", "--models", "logreg", *flags],
         cwd=REPO,
         env=runtime_env(),
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=timeout,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "| logreg | 1 | runtime(w=1) |" in result.stdout
-    assert "start → ready" in result.stdout
     return result.stdout
+
+
+def _smoke_run(*flags: str) -> str:
+    output = _bench_smoke("runtime_vs_mlserver", *flags)
+    assert "| logreg | 1 | runtime(w=1) |" in output
+    assert "start → ready" in output
+    return output
 
 
 def _require_mlserver() -> None:
@@ -66,20 +65,11 @@ def test_benchmark_smoke_run_against_mlserver() -> None:
 
 def _compiled_inference_smoke_run(*flags: str) -> str:
     """bench/compiled_inference.py: both engines, the floor and their load times, in a tiny run."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.compiled_inference", "--smoke", "--models", "logreg", *flags],
-        cwd=REPO,
-        env=runtime_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    output = _bench_smoke("compiled_inference", *flags, timeout=300)
     for server in ("sklearn(w=1)", "onnx(w=1)", "floor(w=1)"):
-        assert f"| logreg | 1 | {server} |" in result.stdout
-    assert "| logreg | onnx |" in result.stdout  # its load time
-    return result.stdout
+        assert f"| logreg | 1 | {server} |" in output
+    assert "| logreg | onnx |" in output  # its load time
+    return output
 
 
 @pytest.mark.slow
