@@ -12,6 +12,7 @@ export MODELDEPLOY_CLUSTER_DIR ?= $(CLUSTER_DIR)
 HELM = $(shell $(PY) -c 'from modeldeploy_devenv.assets import require_binary; print(require_binary("helm"))')
 OPERATOR_IMAGE ?= ghcr.io/modeldeploy/operator:0.1.0
 RUNTIME_IMAGE ?= ghcr.io/modeldeploy/model-runtime:0.1.0
+RUNTIME_ONNX_IMAGE ?= $(RUNTIME_IMAGE)-onnx
 KUBECTL := $(VENV)/bin/kubectl --kubeconfig $(MODELDEPLOY_CLUSTER_DIR)/kubeconfig
 # bench/ joins once it holds Python files.
 LINT_PATHS := operator/src runtime/src devenv/src tests $(if $(wildcard bench/*.py),bench)
@@ -77,8 +78,9 @@ else
 	$(PY) -m modeldeploy_devenv.dev
 endif
 
-images: venv ## build both images (with Docker where a daemon runs, else daemonless with podman)
-	@$(PY) -m modeldeploy_devenv.images --operator-image $(OPERATOR_IMAGE) --runtime-image $(RUNTIME_IMAGE)
+images: venv ## build the operator and runtime images, and the ONNX-only runtime (Docker if a daemon runs, else podman)
+	@$(PY) -m modeldeploy_devenv.images --operator-image $(OPERATOR_IMAGE) --runtime-image $(RUNTIME_IMAGE) \
+		--runtime-onnx-image $(RUNTIME_ONNX_IMAGE)
 
 chart-crds: ## copy crds/ into the Helm chart (a test fails when the two differ)
 	rm -f charts/modeldeploy/crds/*.yaml && cp crds/*.yaml charts/modeldeploy/crds/

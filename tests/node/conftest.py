@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from modeldeploy_devenv.assets import require_binary
-from modeldeploy_devenv.images import build_images, chart_image_tags
+from modeldeploy_devenv.images import build_images, default_image_tags
 from modeldeploy_devenv.node import (
     REAL_NODE_LABEL_KEY,
     REAL_NODE_LABEL_VALUE,
@@ -37,13 +37,14 @@ from modeldeploy_devenv.node import (
     real_node_namespace_annotations,
 )
 from modeldeploy_devenv.node_network import NodeNetwork
-from modeldeploy_devenv.sample_models import upload_sample_models
+from modeldeploy_devenv.sample_models import upload_onnx_sample_model, upload_sample_models
 from tests.conftest import REPO_ROOT, Cluster
 from tests.support import S3_CREDENTIALS, moto_server, wait_until
 
 REQUIRE_ENV = "MODELDEPLOY_REQUIRE_REAL_NODE"
 STORE_SECRET = "model-store"
 CLIENT = "demo"
+ONNX_VERSION = "onnx"  # model_store's key of the ONNX sample model
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -84,7 +85,7 @@ def node_images(real_node: RealNode) -> dict[str, str]:
     """Both images built from this tree and loaded into real-0. They are built every session (the
     builder's layer cache makes an unchanged tree cheap): a tag alone cannot tell an image of
     older sources, and the tier must test the code it runs beside."""
-    tags = chart_image_tags()
+    tags = default_image_tags()
     build_images(tags, fresh=os.environ.get("MODELDEPLOY_REBUILD_IMAGES") == "1")
     load_images(real_node.directory, list(tags.values()))
     return tags
@@ -155,9 +156,12 @@ def operator_release(real_node: RealNode, node_images: dict[str, str], node_name
 def model_store(
     real_node: RealNode, node_namespace: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
-    """moto's S3 on the node's bridge address, holding iris v1 and v2; {version: sha256}."""
+    """moto's S3 on the node's bridge address, holding iris v1 and v2 and the ONNX form of a
+    third (key ``ONNX_VERSION``); {version: sha256}."""
     with moto_server(real_node.network.gateway) as endpoint:
-        digests = upload_sample_models(endpoint, tmp_path_factory.mktemp("models"))
+        workdir = tmp_path_factory.mktemp("models")
+        digests = upload_sample_models(endpoint, workdir)
+        digests[ONNX_VERSION] = upload_onnx_sample_model(endpoint, workdir)
         real_node.cluster.apply(
             {
                 "apiVersion": "v1",

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from modeldeploy_devenv.cluster import kubectl
-from modeldeploy_devenv.images import build_images, chart_image_tags
+from modeldeploy_devenv.images import build_images, default_image_tags
 from modeldeploy_devenv.node import load_images, node_network, real_node_namespace_annotations
 from modeldeploy_devenv.node_network import NodeNetwork
 
@@ -28,7 +28,7 @@ def dev_real_node(kubeconfig: str) -> NodeNetwork | None:
 def prepare_real_node(kubeconfig: str, namespace: str) -> str:
     """Build the images from this tree (the layer cache makes an unchanged tree cheap), load them
     into real-0, and point ``namespace``'s pods at it; return the runtime image the operator must stamp."""
-    tags = chart_image_tags()
+    tags = default_image_tags()
     build_images(tags)
     load_images(Path(kubeconfig).parent, list(tags.values()))
     document = {

@@ -39,3 +39,23 @@ def upload_sample_models(endpoint: str, workdir: Path) -> dict[str, str]:
             s3.upload_file(str(path), BUCKET, f"iris/{version}/{path.name}")
         digests[version] = hashlib.sha256(artifact.read_bytes()).hexdigest()
     return digests
+
+
+ONNX_SAMPLE_KEY = "iris-onnx/1/model.onnx"
+
+
+def upload_onnx_sample_model(endpoint: str, workdir: Path) -> str:
+    """Package iris (logistic regression) with its ONNX form; upload ``model.onnx`` to
+    ``s3://models/iris-onnx/1/``; return its sha256. The bucket is ``upload_sample_models``'."""
+    from sklearn.datasets import load_iris  # noqa: PLC0415
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+
+    from modeldeploy_runtime.package_layout import ONNX_ARTIFACT  # noqa: PLC0415
+    from modeldeploy_runtime.packaging import package  # noqa: PLC0415
+
+    features, labels = load_iris(return_X_y=True)
+    estimator = LogisticRegression(max_iter=500).fit(features, labels)
+    packaged = package(estimator, workdir / "onnx", name="iris", version="1", onnx_sample=features[:30])
+    onnx_file = packaged.directory / ONNX_ARTIFACT
+    s3_client(endpoint).upload_file(str(onnx_file), BUCKET, ONNX_SAMPLE_KEY)
+    return hashlib.sha256(onnx_file.read_bytes()).hexdigest()
