@@ -126,6 +126,7 @@ def operator_release(real_node: RealNode, node_images: dict[str, str], node_name
     values = {
         "image": node_images["operator"],
         "runtimeImage": node_images["runtime"],
+        "runtimeOnnxImage": node_images["runtime-onnx"],
         "imagePullPolicy": "Never",
         "watchNamespaces": [node_namespace],
         "logFormat": "plain",

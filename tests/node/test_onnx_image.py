@@ -29,7 +29,6 @@ def test_the_onnx_image_serves_an_onnx_model_without_scikit_learn(
     cluster = real_node.cluster
     resource = model_deployment(NAME, node_namespace, "1", model_store[ONNX_VERSION], replicas=1)
     resource["spec"]["model"] |= {"uri": f"s3://{BUCKET}/{ONNX_SAMPLE_KEY}", "format": "onnx"}
-    resource["spec"]["runtime"]["image"] = node_images["runtime-onnx"]
     cluster.apply(resource)
     wait_until(
         f"{NAME} Ready on the ONNX-only image",
@@ -37,6 +36,7 @@ def test_the_onnx_image_serves_an_onnx_model_without_scikit_learn(
         READY_TIMEOUT_SECONDS,
     )
     pod = next(p for p in server_pods(cluster, node_namespace, NAME) if p["status"].get("phase") == "Running")
+    # Without spec.runtime.image, format onnx runs on the operator's ONNX-only default (the chart's).
     assert {c["image"] for c in pod["spec"]["containers"]} == {node_images["runtime-onnx"]}
 
     status, body = predict(

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from modeldeploy_operator.builders import build_deployment
-from modeldeploy_operator.builders.deployment import runtime_commands
+from modeldeploy_operator.builders.deployment import runtime_commands, runtime_image
 from modeldeploy_operator.config import OperatorConfig
 from modeldeploy_operator.model import parse_model_uri
 from tests.operator.factories import md
@@ -35,3 +35,26 @@ def test_crd_format_enum_lists_onnx() -> None:
         "model"
     ]
     assert model["properties"]["format"]["enum"] == ["joblib", "skops", "onnx"]
+
+
+def test_the_runtime_image_follows_the_format_unless_the_spec_names_one() -> None:
+    config = OperatorConfig(
+        runtime_image="registry.example/rt:1", runtime_onnx_image="registry.example/rt:1-onnx"
+    )
+    onnx = {"uri": "s3://models/iris/1/model.onnx", "version": "1", "format": "onnx"}
+    images = {
+        "joblib": runtime_image(md(), config),
+        "onnx": runtime_image(md(model=onnx), config),
+        "onnx, image set": runtime_image(
+            md(model=onnx, runtime={"image": "registry.example/mine:2"}), config
+        ),
+    }
+    assert images == {
+        "joblib": "registry.example/rt:1",
+        "onnx": "registry.example/rt:1-onnx",
+        "onnx, image set": "registry.example/mine:2",
+    }
+    containers = build_deployment(md(model=onnx), config)["spec"]["template"]["spec"]
+    assert {c["image"] for c in containers["initContainers"] + containers["containers"]} == {
+        "registry.example/rt:1-onnx"
+    }

@@ -100,7 +100,6 @@ IMAGES = (
         size_limit_bytes=RUNTIME_SIZE_LIMIT_BYTES,
     ),
 )
-ONNX_TAG_SUFFIX = "-onnx"
 
 
 class ImageBuildError(RuntimeError):
@@ -283,11 +282,14 @@ def build_images(tags: dict[str, str], *, fresh: bool = False) -> dict[str, int]
 
 
 def default_image_tags() -> dict[str, str]:
-    """The tag of every image of ``IMAGES``: the chart's defaults (its ``image`` and
-    ``runtimeImage`` values) and the ONNX-only runtime beside the runtime's tag."""
+    """The tag of every image of ``IMAGES``: the chart's defaults (``image``, ``runtimeImage``,
+    ``runtimeOnnxImage``)."""
     values = yaml.safe_load(CHART_VALUES.read_text())
-    runtime = str(values["runtimeImage"])
-    return {"operator": str(values["image"]), "runtime": runtime, "runtime-onnx": runtime + ONNX_TAG_SUFFIX}
+    return {
+        "operator": str(values["image"]),
+        "runtime": str(values["runtimeImage"]),
+        "runtime-onnx": str(values["runtimeOnnxImage"]),
+    }
 
 
 def image_builder() -> tuple[str, dict[str, str]]:

@@ -25,6 +25,7 @@ KUBECTL=.venv/bin/kubectl
 CLUSTER_NAME=${CLUSTER_NAME:-modeldeploy-e2e}
 OPERATOR_IMAGE=modeldeploy/operator:e2e
 RUNTIME_IMAGE=modeldeploy/model-runtime:e2e
+RUNTIME_ONNX_IMAGE=modeldeploy/model-runtime:e2e-onnx
 KUBECONFIG_FILE=$(mktemp)
 export KUBECONFIG=$KUBECONFIG_FILE
 
@@ -46,11 +47,11 @@ trap cleanup EXIT
 
 "$KIND" create cluster --name "$CLUSTER_NAME" --kubeconfig "$KUBECONFIG_FILE" --wait 120s
 # make images builds the wheelhouse the Dockerfiles install from, then both images with Docker.
-make --no-print-directory images OPERATOR_IMAGE="$OPERATOR_IMAGE" RUNTIME_IMAGE="$RUNTIME_IMAGE"
-"$KIND" load docker-image --name "$CLUSTER_NAME" "$OPERATOR_IMAGE" "$RUNTIME_IMAGE"
+make --no-print-directory images OPERATOR_IMAGE="$OPERATOR_IMAGE" RUNTIME_IMAGE="$RUNTIME_IMAGE" RUNTIME_ONNX_IMAGE="$RUNTIME_ONNX_IMAGE"
+"$KIND" load docker-image --name "$CLUSTER_NAME" "$OPERATOR_IMAGE" "$RUNTIME_IMAGE" "$RUNTIME_ONNX_IMAGE"
 
 "$HELM" install modeldeploy charts/modeldeploy --namespace modeldeploy-system --create-namespace \
-  --set image="$OPERATOR_IMAGE" --set runtimeImage="$RUNTIME_IMAGE" --set imagePullPolicy=Never --wait
+  --set image="$OPERATOR_IMAGE" --set runtimeImage="$RUNTIME_IMAGE" --set runtimeOnnxImage="$RUNTIME_ONNX_IMAGE" --set imagePullPolicy=Never --wait
 $KUBECTL create namespace ml
 $KUBECTL label namespace ml pod-security.kubernetes.io/enforce=restricted
 # The two model versions, packaged here and copied into a PVC (kind's local-path provisioner).

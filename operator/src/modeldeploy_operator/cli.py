@@ -35,6 +35,11 @@ def parse_args(argv: Sequence[str] | None, base: OperatorConfig) -> tuple[Operat
     parser.add_argument(
         "--runtime-image", default=base.runtime_image, help="default image of the model runtime"
     )
+    parser.add_argument(
+        "--runtime-onnx-image",
+        default=base.runtime_onnx_image,
+        help="default image of the model runtime for format onnx (the ONNX-only image)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log at INFO (kopf's own messages included)")
     parser.add_argument("--debug", action="store_true", help="log at DEBUG")
     args = parser.parse_args(argv)
@@ -49,6 +54,7 @@ def parse_args(argv: Sequence[str] | None, base: OperatorConfig) -> tuple[Operat
         metrics_port=args.metrics_port,
         log_format=args.log_format,
         runtime_image=args.runtime_image,
+        runtime_onnx_image=args.runtime_onnx_image,
     )
     return config, args
 

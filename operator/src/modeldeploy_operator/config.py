@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_RUNTIME_IMAGE = "ghcr.io/modeldeploy/model-runtime:0.1.0"
+# The ONNX-only runtime (no scikit-learn): what `format: onnx` runs unless spec.runtime.image is set.
+DEFAULT_RUNTIME_ONNX_IMAGE = DEFAULT_RUNTIME_IMAGE + "-onnx"
 DEFAULT_LEASE_NAME = "modeldeploy-operator"
 IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -19,6 +21,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class OperatorConfig:
     runtime_image: str = DEFAULT_RUNTIME_IMAGE
+    runtime_onnx_image: str = DEFAULT_RUNTIME_ONNX_IMAGE
     namespaces: tuple[str, ...] = ()  # empty with all_namespaces=True means cluster-wide
     all_namespaces: bool = False
     metrics_port: int = 8000  # 0 disables the metrics endpoint
@@ -131,6 +134,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
     lease_duration, renew_deadline, retry_period = _lease_timing(env, defaults)
     return OperatorConfig(
         runtime_image=env.get("MODELDEPLOY_RUNTIME_IMAGE") or defaults.runtime_image,
+        runtime_onnx_image=env.get("MODELDEPLOY_RUNTIME_ONNX_IMAGE") or defaults.runtime_onnx_image,
         namespaces=namespaces,
         all_namespaces=not namespaces,
         metrics_port=_int(env, "MODELDEPLOY_METRICS_PORT", defaults.metrics_port),

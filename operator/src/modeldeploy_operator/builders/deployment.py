@@ -141,13 +141,21 @@ def _env(md: ModelDeployment) -> list[dict[str, str]]:
     return env
 
 
+def runtime_image(md: ModelDeployment, config: OperatorConfig) -> str:
+    """spec.runtime.image, else the operator's default for the model's format: ONNX models run on
+    the ONNX-only runtime image, joblib and skops on the scikit-learn one."""
+    if md.spec.runtime.image:
+        return md.spec.runtime.image
+    return config.runtime_onnx_image if md.spec.model.format == "onnx" else config.runtime_image
+
+
 def runtime_containers(
     md: ModelDeployment, config: OperatorConfig
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
     """(init containers, the runtime container, volumes) for ``md``."""
     location = parse_model_uri(md.spec.model.uri, model_dir=MODEL_DIR)
     commands = runtime_commands(md, location)
-    image = md.spec.runtime.image or config.runtime_image
+    image = runtime_image(md, config)
     volumes: list[dict[str, Any]] = [{"name": VOLUME_TMP, "emptyDir": {}}]
     mounts: list[dict[str, Any]] = [{"name": VOLUME_TMP, "mountPath": TMP_DIR}]
     init_containers: list[dict[str, Any]] = []
