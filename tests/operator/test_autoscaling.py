@@ -161,7 +161,7 @@ def managed(manager: str, fields: dict[str, Any], operation: str = "Apply") -> d
 
 
 def test_who_applies_the_replicas_is_read_from_managed_fields() -> None:
-    deployment = {
+    deployment: dict[str, Any] = {
         "metadata": {
             "name": "iris",
             "namespace": "ml",
