@@ -53,7 +53,10 @@ def require_metrics_server() -> Path:
     print(f"[binaries] building {METRICS_SERVER} {METRICS_SERVER_VERSION} (first time) ...", flush=True)
     with tempfile.TemporaryDirectory(prefix="modeldeploy-build-") as workdir:
         _go_install(
-            "sigs.k8s.io/metrics-server/cmd/metrics-server", METRICS_SERVER_VERSION, METRICS_SERVER, Path(workdir)
+            "sigs.k8s.io/metrics-server/cmd/metrics-server",
+            METRICS_SERVER_VERSION,
+            METRICS_SERVER,
+            Path(workdir),
         )
     print(f"[binaries] built {METRICS_SERVER} in {time.monotonic() - started:.0f}s", flush=True)
     return cache_dir(METRICS_SERVER) / METRICS_SERVER
@@ -154,7 +157,9 @@ def start_metrics_server(cluster_directory: Path, kubeconfig: str, timeout: floa
         )  # fmt: skip
     server = MetricsServer(process, port, kubeconfig)
     try:
-        kubectl(kubeconfig, "apply", "-f", "-", stdin=json.dumps(registration(port, pki.ca_cert.read_bytes())))
+        kubectl(
+            kubeconfig, "apply", "-f", "-", stdin=json.dumps(registration(port, pki.ca_cert.read_bytes()))
+        )
 
         def serving() -> bool:
             if process.poll() is not None:
