@@ -99,9 +99,8 @@ def replicas_managers(deployment: dict[str, Any]) -> set[str]:
 
 
 def deployment_of(cluster: Cluster, namespace: str) -> dict[str, Any]:
-    deployment = get(cluster, namespace, "deployment", "iris")
-    assert deployment is not None
-    return deployment
+    """The Deployment with its managedFields (kubectl hides them unless asked)."""
+    return dict(cluster.get_json("deployment", "iris", "-n", namespace, "--show-managed-fields"))
 
 
 def scale_as_the_autoscaler(cluster: Cluster, namespace: str, replicas: int) -> None:

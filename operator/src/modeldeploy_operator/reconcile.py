@@ -207,7 +207,9 @@ class Reconciler:
         deployment = build_deployment(md, self.config)
         image_refused = disallowed_image_message(md, self.config.allowed_images)
         writable, observed_deployment = self._child(md, DEPLOYMENT, name, outcome)
-        autoscaler = self._reconcile_autoscaler(md, observed_deployment if writable else None, outcome)
+        autoscaler = self._reconcile_autoscaler(
+            md, deployment, observed_deployment if writable else None, outcome
+        )
         if writable and image_refused is not None:  # the image may not run: no Deployment at all
             self._delete_if_ours(md, DEPLOYMENT, name, outcome)
             observed_deployment = None
@@ -382,11 +384,18 @@ class Reconciler:
             self._apply(desired, outcome)
 
     def _reconcile_autoscaler(
-        self, md: ModelDeployment, deployment: dict[str, Any] | None, outcome: Outcome
+        self,
+        md: ModelDeployment,
+        desired_deployment: dict[str, Any],
+        deployment: dict[str, Any] | None,
+        outcome: Outcome,
     ) -> Autoscaler:
         """Before the Deployment's apply: the unwanted autoscaler goes first (turning autoscaling off,
         the apply that follows takes spec.replicas back); turning it on, the replica count is handed
-        over (replicas.py) before the apply that omits it, then the HPA or ScaledObject is applied."""
+        over (replicas.py) before the apply that omits it, then the HPA or ScaledObject is applied.
+
+        The cache drops managedFields, so who owns the count is read from the server, and only when
+        the Deployment is about to be applied."""
         hpa, scaled_object = build_horizontal_pod_autoscaler(md), build_scaled_object(md, self.config)
         if hpa is None:
             self._delete_if_ours(md, HORIZONTAL_POD_AUTOSCALER, md.name, outcome)
@@ -394,8 +403,11 @@ class Reconciler:
             self._delete_if_ours(md, SCALED_OBJECT, md.name, outcome)
         if not md.spec.autoscaled:
             return Autoscaler.OFF
-        if deployment is not None and applies_replicas(deployment):
-            self._apply(replicas_handover(deployment), outcome, field_manager=REPLICAS_HANDOVER_FIELD_MANAGER)
+        if deployment is not None and needs_apply(desired_deployment, deployment):
+            live = self.kube.get(DEPLOYMENT, md.namespace, md.name)
+            if live is not None and applies_replicas(live):
+                handover = replicas_handover(live)
+                self._apply(handover, outcome, field_manager=REPLICAS_HANDOVER_FIELD_MANAGER)
         resource, desired = (
             (HORIZONTAL_POD_AUTOSCALER, hpa) if hpa is not None else (SCALED_OBJECT, scaled_object)
         )
