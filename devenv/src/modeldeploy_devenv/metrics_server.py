@@ -39,6 +39,7 @@ NAMESPACE = "kube-system"
 SERVICE = "metrics-server"
 API_SERVICE = "v1beta1.metrics.k8s.io"
 METRIC_RESOLUTION = "10s"  # how often it scrapes the kubelet (metrics-server's minimum)
+KUBELET_REQUEST_TIMEOUT = "5s"  # must be shorter than the resolution (its default, 10 s, is not)
 KWOK_NODE_SELECTOR = "type!=kwok"  # cluster.py labels its fake nodes type=kwok
 
 
@@ -151,7 +152,7 @@ def start_metrics_server(cluster_directory: Path, kubeconfig: str, timeout: floa
                 f"--kubelet-client-certificate={pki.admin_cert}", f"--kubelet-client-key={pki.admin_key}",
                 "--kubelet-insecure-tls", "--kubelet-preferred-address-types=InternalIP",
                 "--kubelet-use-node-status-port", f"--node-selector={KWOK_NODE_SELECTOR}",
-                f"--metric-resolution={METRIC_RESOLUTION}", "--v=1",
+                f"--metric-resolution={METRIC_RESOLUTION}", f"--kubelet-request-timeout={KUBELET_REQUEST_TIMEOUT}", "--v=1",
             ],
             stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
