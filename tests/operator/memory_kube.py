@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from modeldeploy_operator.constants import FIELD_MANAGER
 from modeldeploy_operator.kube import KubeError, ListResult
 from modeldeploy_operator.resources import Resource, resource_of
 
@@ -118,12 +119,20 @@ class MemoryKube:
             item.pop("kind", None)
         return ListResult(items, next(self._versions))
 
-    def apply(self, obj: Mapping[str, Any], *, status: bool = False) -> dict[str, Any]:
+    def apply(
+        self, obj: Mapping[str, Any], *, status: bool = False, field_manager: str = FIELD_MANAGER
+    ) -> dict[str, Any]:
         resource = resource_of(obj)
         self._call("apply-status" if status else "apply", resource.kind)
         self._require_served(resource)
         key = self._key(obj)
         current = self.objects.get(key)
+        if field_manager != FIELD_MANAGER and current is not None and not status:
+            # Another manager's partial apply (the replicas handover): only its spec fields change.
+            current["spec"] = {**current.get("spec", {}), **copy.deepcopy(obj.get("spec", {}))}
+            current["metadata"]["resourceVersion"] = str(next(self._versions))
+            self.writes.append(Write("apply", resource.kind, key[2]))
+            return copy.deepcopy(current)
         if status:
             if current is None:
                 raise KubeError(404, f"{key} not found")

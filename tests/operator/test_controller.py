@@ -99,7 +99,14 @@ def test_relist_caches_our_objects_and_skips_an_api_the_cluster_lacks() -> None:
     assert body is not None
     assert (body["apiVersion"], body["kind"]) == (MODEL_DEPLOYMENT.api_version, MODEL_DEPLOYMENT.kind)
     listed = {kind for verb, kind in kube.reads if verb == "list"}
-    assert listed == {"ModelDeployment", "Deployment", "Service", "Secret", "NetworkPolicy"}
+    assert listed == {
+        "ModelDeployment",
+        "Deployment",
+        "Service",
+        "Secret",
+        "NetworkPolicy",
+        "HorizontalPodAutoscaler",
+    }
     assert sample(ctl.metrics, "modeldeploy_operator_managed_modeldeployments") == 1
 
 

@@ -59,6 +59,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["cert-manager.io"]
   resources: ["certificates"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The HorizontalPodAutoscaler per ModelDeployment with spec.autoscaling (engine hpa); deleted when autoscaling is off.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# KEDA's ScaledObject per ModelDeployment with spec.autoscaling.engine keda; deleted when autoscaling is off.
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Events for meaningful transitions (Ready, rollout done, model failed to load, monitoring skipped).
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]

@@ -26,6 +26,7 @@ from modeldeploy_devenv.versions import (
     KUBERNETES_STAGING_VERSION,
     KUBERNETES_VERSION,
     KWOK_VERSION,
+    METRICS_SERVER_VERSION,
 )
 
 GO_BUILT = (*KUBERNETES_COMMANDS, "kwok", "helm")
@@ -42,7 +43,9 @@ def cache_root() -> Path:
 
 
 def cache_dir(name: str) -> Path:
-    version = {"kwok": KWOK_VERSION, "helm": HELM_VERSION}.get(name, KUBERNETES_VERSION)
+    version = {"kwok": KWOK_VERSION, "helm": HELM_VERSION, "metrics-server": METRICS_SERVER_VERSION}.get(
+        name, KUBERNETES_VERSION
+    )
     return cache_root() / "bin" / f"{name}-{version}"
 
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from modeldeploy_devenv.assets import kwok_stages_file, require_binary
-from modeldeploy_devenv.pki import Pki, create_pki
+from modeldeploy_devenv.pki import FRONT_PROXY_CLIENT_NAME, Pki, create_pki
 from modeldeploy_devenv.polling import WaitTimeoutError, wait_until
 from modeldeploy_devenv.processes import free_port
 from modeldeploy_devenv.repository import DEFAULT_CLUSTER_DIR
@@ -36,6 +36,9 @@ APISERVER_FEATURE_GATES = "WatchList=false"
 # Beside the defaults: a namespace can send its pods to the real node (default nodeSelector and
 # tolerations from its annotations).
 ADMISSION_PLUGINS = "PodNodeSelector,PodTolerationRestriction"
+# The HorizontalPodAutoscaler controller's period (default 15 s): short, so the autoscaling tests see
+# a scale decision within seconds (each HPA's spec.behavior sets its own stabilization windows).
+HPA_SYNC_PERIOD = "5s"
 
 
 class ClusterError(RuntimeError):
@@ -293,6 +296,12 @@ def _start_etcd_and_apiserver(launcher: _Launcher, directory: Path, pki: Pki, po
         "--service-cluster-ip-range=10.0.0.0/16", f"--feature-gates={APISERVER_FEATURE_GATES}", "--endpoint-reconciler-type=none", "--max-requests-inflight=2000",
         "--max-mutating-requests-inflight=1000", "--profiling=false", "--v=0",
         "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",  # as OpenShift: blockOwnerDeletion needs finalizers RBAC
+        # The aggregation layer (metrics.k8s.io, custom.metrics.k8s.io): the API server proxies with the
+        # front-proxy client certificate, and aggregated servers trust what it asserts in these headers.
+        f"--requestheader-client-ca-file={pki.ca_cert}", f"--requestheader-allowed-names={FRONT_PROXY_CLIENT_NAME}",
+        "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={pki.front_proxy_cert}", f"--proxy-client-key-file={pki.front_proxy_key}",
     ])  # fmt: skip
 
 
@@ -309,7 +318,7 @@ def _start_controllers(
         f"--kube-api-qps={CLIENT_QPS}", f"--kube-api-burst={CLIENT_BURST}",
         "--concurrent-deployment-syncs=50", "--concurrent-replicaset-syncs=50", "--concurrent-gc-syncs=50",
         "--concurrent-service-endpoint-syncs=20", "--concurrent-namespace-syncs=20",
-        "--node-monitor-grace-period=60s", "--v=0",
+        "--node-monitor-grace-period=60s", f"--horizontal-pod-autoscaler-sync-period={HPA_SYNC_PERIOD}", "--v=0",
     ])  # fmt: skip
     launcher.start("kube-scheduler", [
         f"--config={_scheduler_config(directory, kubeconfig)}", f"--authentication-kubeconfig={kubeconfig}",

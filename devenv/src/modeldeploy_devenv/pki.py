@@ -1,5 +1,6 @@
 """Certificates for one control-plane run: a CA, the API server's serving certificate, an admin
-client certificate (``system:masters``) and the service-account signing key. Made fresh per run."""
+client certificate (``system:masters``), the aggregation layer's front-proxy client certificate and
+the service-account signing key. Made fresh per run."""
 
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ class Pki:
     admin_key: Path
     service_account_key: Path
     service_account_pub: Path
+    # The API server's client certificate towards aggregated API servers (metrics-server, adapters);
+    # they trust it through --requestheader-client-ca-file (the CA) and FRONT_PROXY_CLIENT_NAME.
+    front_proxy_cert: Path
+    front_proxy_key: Path
+
+
+FRONT_PROXY_CLIENT_NAME = "front-proxy-client"
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
@@ -81,6 +89,8 @@ def pki_paths(directory: Path) -> Pki:
         admin_key=directory / "admin.key",
         service_account_key=directory / "sa.key",
         service_account_pub=directory / "sa.pub",
+        front_proxy_cert=directory / "front-proxy-client.crt",
+        front_proxy_key=directory / "front-proxy-client.key",
     )
 
 
@@ -136,6 +146,14 @@ def create_pki(directory: Path) -> Pki:
         ca_key=ca_key,
         usage=ExtendedKeyUsageOID.CLIENT_AUTH,
     )
+    front_proxy_key = ec.generate_private_key(ec.SECP256R1())
+    front_proxy_cert = _issue(
+        _name(FRONT_PROXY_CLIENT_NAME),
+        public_key=front_proxy_key.public_key(),
+        ca_cert=ca_cert,
+        ca_key=ca_key,
+        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
     service_account_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     pki = pki_paths(directory)
@@ -146,6 +164,8 @@ def create_pki(directory: Path) -> Pki:
     _write_key(pki.serving_key, serving_key)
     pki.admin_cert.write_bytes(admin_cert.public_bytes(pem))
     _write_key(pki.admin_key, admin_key)
+    pki.front_proxy_cert.write_bytes(front_proxy_cert.public_bytes(pem))
+    _write_key(pki.front_proxy_key, front_proxy_key)
     _write_key(pki.service_account_key, service_account_key)
     pki.service_account_pub.write_bytes(
         service_account_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)

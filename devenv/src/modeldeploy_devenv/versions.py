@@ -5,5 +5,6 @@ KUBERNETES_VERSION = "v1.37.2"
 KUBERNETES_STAGING_VERSION = "v0." + KUBERNETES_VERSION.removeprefix("v1.")
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.22.0"
+METRICS_SERVER_VERSION = "v0.9.0"  # built only for the real-node tier's autoscaling tests
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")

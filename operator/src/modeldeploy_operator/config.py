@@ -11,6 +11,9 @@ DEFAULT_RUNTIME_IMAGE = "ghcr.io/modeldeploy/model-runtime:0.1.0"
 # The ONNX-only runtime (no scikit-learn): what `format: onnx` runs unless spec.runtime.image is set.
 DEFAULT_RUNTIME_ONNX_IMAGE = DEFAULT_RUNTIME_IMAGE + "-onnx"
 DEFAULT_LEASE_NAME = "modeldeploy-operator"
+DEFAULT_PROMETHEUS_ADDRESS = (
+    "http://prometheus-operated.monitoring.svc:9090"  # the Prometheus operator's Service
+)
 IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -42,6 +45,9 @@ class OperatorConfig:
     allowed_images: tuple[str, ...] = ()
     # The namespace whose pods (Prometheus) a ModelDeployment's NetworkPolicy admits to the metrics port.
     monitoring_namespace: str = "monitoring"
+    # The Prometheus that KEDA's ScaledObjects query (spec.autoscaling.engine keda): one per cluster,
+    # run by the platform team, so a setting of the operator rather than a field of every ModelDeployment.
+    prometheus_address: str = DEFAULT_PROMETHEUS_ADDRESS
     watch_server_timeout_seconds: int = 270  # the API server ends each watch after this long
     leader_election: bool = True  # False: lead at once, with no Lease (a single replica)
     lease_name: str = DEFAULT_LEASE_NAME
@@ -159,6 +165,8 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         monitoring_namespace=env.get(
             "MODELDEPLOY_MONITORING_NAMESPACE", defaults.monitoring_namespace
         ).strip(),
+        prometheus_address=env.get("MODELDEPLOY_PROMETHEUS_ADDRESS", "").strip()
+        or defaults.prometheus_address,
         watch_server_timeout_seconds=_int(
             env, "MODELDEPLOY_WATCH_SERVER_TIMEOUT_SECONDS", defaults.watch_server_timeout_seconds, 1
         ),

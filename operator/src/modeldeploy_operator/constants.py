@@ -48,6 +48,7 @@ CONDITION_READY: Final = "Ready"
 CONDITION_PROGRESSING: Final = "Progressing"
 CONDITION_DEGRADED: Final = "Degraded"
 CONDITION_MONITORING: Final = "Monitoring"
+CONDITION_AUTOSCALING: Final = "Autoscaling"  # present only while spec.autoscaling.enabled
 
 # Condition reasons (CamelCase).
 REASON_ROLLED_OUT: Final = "RolledOut"
@@ -65,6 +66,8 @@ REASON_SERVICE_MONITOR_CRD_MISSING: Final = "ServiceMonitorCRDMissing"
 REASON_MONITORING_DISABLED: Final = "Disabled"
 REASON_IMAGE_NOT_ALLOWED: Final = "ImageNotAllowed"
 REASON_NAME_CONFLICT: Final = "NameConflict"
+REASON_AUTOSCALER_APPLIED: Final = "AutoscalerApplied"
+REASON_AUTOSCALER_UNAVAILABLE: Final = "AutoscalerUnavailable"
 
 # Event reasons (only meaningful transitions become Events).
 EVENT_KEY_ROTATED: Final = "APIKeyRotated"
@@ -108,3 +111,18 @@ RUNTIME_UID: Final = 65532
 # Child name suffixes.
 SUFFIX_APIKEYS: Final = "-apikeys"
 SUFFIX_CLIENT: Final = "-client-"
+
+# Autoscaling. The runtime's metrics (runtime/…/serving/metrics.py) as Prometheus stores them, and the
+# names a custom-metrics adapter (prometheus-adapter; its rule is shipped with the chart) serves them
+# under on custom.metrics.k8s.io, which the HorizontalPodAutoscaler's Pods metrics ask for. The KEDA
+# ScaledObject queries Prometheus for the same series. One place, so the adapter's rule agrees.
+METRIC_INFLIGHT_REQUESTS: Final = "modeldeploy_inflight_requests"  # gauge; the adapter keeps the name
+METRIC_REQUESTS_TOTAL: Final = "modeldeploy_requests_total"  # counter, as Prometheus stores it
+METRIC_REQUESTS_PER_SECOND: Final = "modeldeploy_requests_per_second"  # the adapter's rate of the counter
+METRIC_RATE_WINDOW: Final = "1m"  # the rate() window of requests per second (adapter and KEDA alike)
+METRIC_LABEL_MODEL: Final = "model"  # the runtime's label: --model-name, the ModelDeployment's name
+METRIC_LABEL_NAMESPACE: Final = "namespace"  # added by the scrape (ServiceMonitor / pod discovery)
+METRIC_LABEL_POD: Final = "pod"  # added by the scrape; the adapter maps it to the Pod resource
+# While autoscaled, the operator's applies omit the Deployment's spec.replicas; this manager holds the
+# field (at its current value) for the moment the operator lets go of it, so it is not reset to 1.
+REPLICAS_HANDOVER_FIELD_MANAGER: Final = "modeldeploy-operator-replicas-handover"

@@ -59,7 +59,9 @@ class KubeAPI(Protocol):
         self, resource: Resource, namespace: str | None, label_selector: str | None = None
     ) -> ListResult: ...
 
-    def apply(self, obj: Mapping[str, Any], *, status: bool = False) -> dict[str, Any]: ...
+    def apply(
+        self, obj: Mapping[str, Any], *, status: bool = False, field_manager: str = FIELD_MANAGER
+    ) -> dict[str, Any]: ...
 
     def merge_patch(
         self, resource: Resource, namespace: str, name: str, patch: Mapping[str, Any]
@@ -166,7 +168,9 @@ class Kube:
         document = self._request("GET", _path(resource, namespace), query=query)
         return ListResult(document.get("items", []), int(document["metadata"]["resourceVersion"]))
 
-    def apply(self, obj: Mapping[str, Any], *, status: bool = False) -> dict[str, Any]:
+    def apply(
+        self, obj: Mapping[str, Any], *, status: bool = False, field_manager: str = FIELD_MANAGER
+    ) -> dict[str, Any]:
         """Server-side apply ``obj`` (or its status); returns the object as stored."""
         resource = resource_of(obj)
         metadata = obj["metadata"]
@@ -175,7 +179,7 @@ class Kube:
         return self._request(  # type: ignore[no-any-return]
             "PATCH",
             path,
-            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            query={"fieldManager": field_manager, "force": "true"},
             body=dict(obj),
             content_type="application/apply-patch+yaml",
         )

@@ -105,6 +105,24 @@ class NetworkPolicySpec(_Spec):
     allow_from: tuple[NetworkPeer, ...] = Field(default=(), alias="allowFrom")
 
 
+class AutoscalingTarget(_Spec):
+    """Exactly one field is set (the CRD refuses anything else)."""
+
+    cpu_utilization: int | None = Field(default=None, alias="cpuUtilization")
+    in_flight_requests_per_pod: int | None = Field(default=None, alias="inFlightRequestsPerPod")
+    requests_per_second_per_pod: int | None = Field(default=None, alias="requestsPerSecondPerPod")
+
+
+class AutoscalingSpec(_Spec):
+    enabled: bool = True
+    min_replicas: int = Field(default=1, alias="minReplicas")
+    max_replicas: int = Field(alias="maxReplicas")
+    engine: Literal["hpa", "keda"] = "hpa"
+    target: AutoscalingTarget
+    # autoscaling/v2 HorizontalPodAutoscalerBehavior, validated by the CRD's schema, passed as it is.
+    behavior: dict[str, Any] = Field(default_factory=dict)
+
+
 class ModelDeploymentSpec(_Spec):
     model: ModelSpec
     replicas: int = 1
@@ -113,6 +131,12 @@ class ModelDeploymentSpec(_Spec):
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     tls: TLSSpec | None = None
     network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec, alias="networkPolicy")
+    autoscaling: AutoscalingSpec | None = None
+
+    @property
+    def autoscaled(self) -> bool:
+        """An autoscaler owns the Deployment's replica count (spec.replicas is ignored)."""
+        return self.autoscaling is not None and self.autoscaling.enabled
 
 
 class Scheme(Enum):

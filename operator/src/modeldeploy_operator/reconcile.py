@@ -21,7 +21,9 @@ from modeldeploy_operator.builders import (
     build_client_secret,
     build_deployment,
     build_hashes_secret,
+    build_horizontal_pod_autoscaler,
     build_network_policy,
+    build_scaled_object,
     build_service,
     build_service_monitor,
 )
@@ -38,6 +40,7 @@ from modeldeploy_operator.constants import (
     LABEL_COMPONENT,
     REASON_IMAGE_NOT_ALLOWED,
     REASON_NAME_CONFLICT,
+    REPLICAS_HANDOVER_FIELD_MANAGER,
 )
 from modeldeploy_operator.drift import contains
 from modeldeploy_operator.events import Note, build_event, key_rotation_notes, transition_notes
@@ -47,12 +50,15 @@ from modeldeploy_operator.kube import KubeAPI, KubeError
 from modeldeploy_operator.model import ModelDeployment
 from modeldeploy_operator.ownership import conflict_message, is_ours
 from modeldeploy_operator.pacing import PodRecheck, StatusWritePacer
+from modeldeploy_operator.replicas import applies_replicas, replicas_handover
 from modeldeploy_operator.resources import (
     CERTIFICATE,
     DEPLOYMENT,
+    HORIZONTAL_POD_AUTOSCALER,
     MODEL_DEPLOYMENT,
     NETWORK_POLICY,
     POD,
+    SCALED_OBJECT,
     SECRET,
     SERVICE,
     SERVICE_MONITOR,
@@ -60,6 +66,7 @@ from modeldeploy_operator.resources import (
     resource_of,
 )
 from modeldeploy_operator.status import (
+    Autoscaler,
     Monitoring,
     Observed,
     build_status,
@@ -148,8 +155,8 @@ class Reconciler:
         self.pod_recheck = pod_recheck or PodRecheck(config.pod_recheck_seconds)
 
     # -- writes, each followed by updating the cache with the server's answer ----------------------
-    def _apply(self, obj: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
-        stored = self.kube.apply(obj)
+    def _apply(self, obj: dict[str, Any], outcome: Outcome, **apply_options: Any) -> dict[str, Any]:
+        stored = self.kube.apply(obj, **apply_options)
         self.store.put(resource_of(obj), stored)
         outcome.writes += 1
         return stored
@@ -200,6 +207,9 @@ class Reconciler:
         deployment = build_deployment(md, self.config)
         image_refused = disallowed_image_message(md, self.config.allowed_images)
         writable, observed_deployment = self._child(md, DEPLOYMENT, name, outcome)
+        autoscaler = self._reconcile_autoscaler(
+            md, deployment, observed_deployment if writable else None, outcome
+        )
         if writable and image_refused is not None:  # the image may not run: no Deployment at all
             self._delete_if_ours(md, DEPLOYMENT, name, outcome)
             observed_deployment = None
@@ -225,6 +235,7 @@ class Reconciler:
             url=service_url(md),
             selector=selector_string(md),
             blocked=_blocked(outcome.conflicts, image_refused),
+            autoscaler=autoscaler,
         )
         status = build_status(md, observed, now)
         if not contains(dict(md.status), status) and self._status_write_due(md, status, outcome):
@@ -371,6 +382,49 @@ class Reconciler:
         writable, observed = self._child(md, NETWORK_POLICY, md.name, outcome)
         if writable and needs_apply(desired, observed):
             self._apply(desired, outcome)
+
+    def _reconcile_autoscaler(
+        self,
+        md: ModelDeployment,
+        desired_deployment: dict[str, Any],
+        deployment: dict[str, Any] | None,
+        outcome: Outcome,
+    ) -> Autoscaler:
+        """Before the Deployment's apply: the unwanted autoscaler goes first (turning autoscaling off,
+        the apply that follows takes spec.replicas back); turning it on, the replica count is handed
+        over (replicas.py) before the apply that omits it, then the HPA or ScaledObject is applied.
+
+        The cache drops managedFields, so who owns the count is read from the server, and only when
+        the Deployment is about to be applied."""
+        hpa, scaled_object = build_horizontal_pod_autoscaler(md), build_scaled_object(md, self.config)
+        if hpa is None:
+            self._delete_if_ours(md, HORIZONTAL_POD_AUTOSCALER, md.name, outcome)
+        if scaled_object is None:
+            self._delete_if_ours(md, SCALED_OBJECT, md.name, outcome)
+        if not md.spec.autoscaled:
+            return Autoscaler.OFF
+        if deployment is not None and needs_apply(desired_deployment, deployment):
+            live = self.kube.get(DEPLOYMENT, md.namespace, md.name)
+            if live is not None and applies_replicas(live):
+                handover = replicas_handover(live)
+                self._apply(handover, outcome, field_manager=REPLICAS_HANDOVER_FIELD_MANAGER)
+        resource, desired = (
+            (HORIZONTAL_POD_AUTOSCALER, hpa) if hpa is not None else (SCALED_OBJECT, scaled_object)
+        )
+        if desired is None or not self.apis.available(resource):
+            return Autoscaler.UNAVAILABLE
+        writable, observed = self._child(md, resource, md.name, outcome)
+        if not writable:
+            return Autoscaler.NAME_CONFLICT
+        if needs_apply(desired, observed):
+            try:
+                self._apply(desired, outcome)
+            except KubeError as error:
+                if error.status != 404:
+                    raise
+                self.apis.forget(resource)  # the CRD went away between discovery and apply
+                return Autoscaler.UNAVAILABLE
+        return Autoscaler.APPLIED
 
     def _reconcile_certificate(self, md: ModelDeployment, outcome: Outcome) -> None:
         """cert-manager's Certificate with spec.tls.issuerRef; without its API, the pods wait for the

@@ -53,12 +53,19 @@ NETWORK_POLICY: Final = Resource("NetworkPolicy", "networking.k8s.io", "v1", "ne
 CERTIFICATE: Final = Resource(
     "Certificate", "cert-manager.io", "v1", "certificates", Role.CHILD, optional=True
 )
+HORIZONTAL_POD_AUTOSCALER: Final = Resource(
+    "HorizontalPodAutoscaler", "autoscaling", "v2", "horizontalpodautoscalers", Role.CHILD
+)
+SCALED_OBJECT: Final = Resource(
+    "ScaledObject", "keda.sh", "v1alpha1", "scaledobjects", Role.CHILD, optional=True
+)
 POD: Final = Resource("Pod", "", "v1", "pods", Role.USED)
 EVENT: Final = Resource("Event", "", "v1", "events", Role.USED)
 LEASE: Final = Resource("Lease", "coordination.k8s.io", "v1", "leases", Role.USED)  # leader election
 
 TABLE: Final = (
-    MODEL_DEPLOYMENT, DEPLOYMENT, SERVICE, SECRET, SERVICE_MONITOR, NETWORK_POLICY, CERTIFICATE, POD, EVENT, LEASE
+    MODEL_DEPLOYMENT, DEPLOYMENT, SERVICE, SECRET, SERVICE_MONITOR, NETWORK_POLICY, CERTIFICATE,
+    HORIZONTAL_POD_AUTOSCALER, SCALED_OBJECT, POD, EVENT, LEASE,
 )  # fmt: skip
 
 BY_KIND: Final = {resource.kind: resource for resource in TABLE}

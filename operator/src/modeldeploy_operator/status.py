@@ -17,11 +17,14 @@ from typing import Any
 
 from modeldeploy_operator.constants import (
     ANNOTATION_DESIRED_HASH,
+    CONDITION_AUTOSCALING,
     CONDITION_DEGRADED,
     CONDITION_MONITORING,
     CONDITION_PROGRESSING,
     CONDITION_READY,
     REASON_AS_EXPECTED,
+    REASON_AUTOSCALER_APPLIED,
+    REASON_AUTOSCALER_UNAVAILABLE,
     REASON_CONTAINER_FAILING,
     REASON_CRASH_LOOP,
     REASON_DEPLOYMENT_PENDING,
@@ -37,7 +40,8 @@ from modeldeploy_operator.constants import (
     REASON_SERVICE_MONITOR_CRD_MISSING,
 )
 from modeldeploy_operator.model import ModelDeployment
-from modeldeploy_operator.resources import SERVICE_MONITOR
+from modeldeploy_operator.replicas import desired_replicas
+from modeldeploy_operator.resources import HORIZONTAL_POD_AUTOSCALER, SCALED_OBJECT, SERVICE_MONITOR
 
 IMAGE_PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"})
 CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
@@ -52,6 +56,13 @@ class Monitoring(Enum):
     CRD_MISSING = "crd-missing"
     DISABLED = "disabled"
     NAME_CONFLICT = "name-conflict"  # a same-named ServiceMonitor is someone else's
+
+
+class Autoscaler(Enum):
+    OFF = "off"  # no spec.autoscaling, or enabled: false
+    APPLIED = "applied"
+    UNAVAILABLE = "unavailable"  # engine keda without KEDA's ScaledObject API
+    NAME_CONFLICT = "name-conflict"  # a same-named HPA/ScaledObject is someone else's
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,7 @@ class Observed:
     selector: str
     # Why the operator would not write the children (ImageNotAllowed, NameConflict), with a message.
     blocked: tuple[str, str] | None = None
+    autoscaler: Autoscaler = Autoscaler.OFF
 
 
 def format_time(moment: datetime) -> str:
@@ -144,7 +156,7 @@ def _rollout(
     md: ModelDeployment, deployment: Mapping[str, Any] | None, desired_hash: str
 ) -> tuple[bool, str, str, int, int]:
     """(complete, reason, message, replicas, readyReplicas)."""
-    desired = md.spec.replicas
+    desired = desired_replicas(md, deployment)
     if deployment is None:
         return False, REASON_DEPLOYMENT_PENDING, "the Deployment does not exist yet", 0, 0
     status = deployment.get("status") or {}
@@ -190,7 +202,7 @@ def should_inspect_pods(md: ModelDeployment, deployment: Mapping[str, Any] | Non
     A Deployment the controller has not observed yet has no pods of its template to look at; a
     complete one has every replica ready, so no pod of it can be failing.
     """
-    if deployment is None or md.spec.replicas == 0:
+    if deployment is None or desired_replicas(md, deployment) == 0:
         return False
     status = deployment.get("status") or {}
     if int(status.get("observedGeneration", 0)) < int(deployment.get("metadata", {}).get("generation", 0)):
@@ -222,7 +234,40 @@ def _monitoring_condition(monitoring: Monitoring) -> Condition:
     )
 
 
+def _autoscaling_condition(md: ModelDeployment, observed: Observed) -> Condition | None:
+    """Present only while spec.autoscaling.enabled: says that spec.replicas is ignored, and by whom."""
+    scaling = md.spec.autoscaling
+    if observed.autoscaler is Autoscaler.OFF or scaling is None:
+        return None
+    resource = HORIZONTAL_POD_AUTOSCALER if scaling.engine == "hpa" else SCALED_OBJECT
+    if observed.autoscaler is Autoscaler.UNAVAILABLE:
+        current = desired_replicas(md, observed.deployment)
+        message = (
+            f"spec.autoscaling.engine is {scaling.engine} but the {resource.api_version} {resource.kind} API is "
+            f"not installed: the Deployment keeps its current {current} replicas"
+        )
+        return Condition(CONDITION_AUTOSCALING, False, REASON_AUTOSCALER_UNAVAILABLE, message)
+    if observed.autoscaler is Autoscaler.NAME_CONFLICT:
+        message = f"the {resource.kind} {md.name} is not applied: a same-named one is not owned by this ModelDeployment"
+        return Condition(CONDITION_AUTOSCALING, False, REASON_NAME_CONFLICT, message)
+    message = (
+        f"spec.replicas ({md.spec.replicas}) is ignored: the {resource.kind} {md.name} scales the Deployment "
+        f"between {scaling.min_replicas} and {scaling.max_replicas} replicas"
+    )
+    return Condition(CONDITION_AUTOSCALING, True, REASON_AUTOSCALER_APPLIED, message)
+
+
 def compute_conditions(md: ModelDeployment, observed: Observed) -> tuple[list[Condition], int, int]:
+    conditions, replicas, ready = _core_conditions(md, observed)
+    autoscaling = _autoscaling_condition(md, observed)
+    if autoscaling is None:
+        return conditions, replicas, ready
+    if observed.autoscaler is Autoscaler.UNAVAILABLE and conditions[0].status:
+        conditions[0] = Condition(CONDITION_READY, False, autoscaling.reason, autoscaling.message)
+    return [*conditions, autoscaling], replicas, ready
+
+
+def _core_conditions(md: ModelDeployment, observed: Observed) -> tuple[list[Condition], int, int]:
     complete, reason, message, replicas, ready = _rollout(
         md, observed.deployment, observed.desired_deployment_hash
     )
@@ -278,7 +323,7 @@ def build_status(md: ModelDeployment, observed: Observed, now: datetime) -> dict
         "conditions": rendered,
         "replicas": replicas,
         "readyReplicas": ready,
-        "replicasSummary": f"{ready}/{md.spec.replicas}",
+        "replicasSummary": f"{ready}/{desired_replicas(md, observed.deployment)}",
         "url": observed.url,
         "selector": observed.selector,
         "clientSecrets": sorted(observed.client_secrets),

@@ -3,6 +3,7 @@
 No I/O, no environment reads, no clock, no globals: the same input always gives the same output.
 """
 
+from modeldeploy_operator.builders.autoscaling import build_horizontal_pod_autoscaler, build_scaled_object
 from modeldeploy_operator.builders.certificate import build_certificate
 from modeldeploy_operator.builders.deployment import build_deployment, runtime_containers
 from modeldeploy_operator.builders.networkpolicy import build_network_policy
@@ -15,7 +16,9 @@ __all__ = [
     "build_client_secret",
     "build_deployment",
     "build_hashes_secret",
+    "build_horizontal_pod_autoscaler",
     "build_network_policy",
+    "build_scaled_object",
     "build_service",
     "build_service_monitor",
     "runtime_containers",

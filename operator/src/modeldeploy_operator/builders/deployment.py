@@ -254,7 +254,7 @@ def build_deployment(md: ModelDeployment, config: OperatorConfig) -> dict[str, A
         pod_spec["initContainers"] = init_containers
     pod_labels = {**standard_labels(md, COMPONENT_SERVER), **selector_labels(md)}
     pod_labels[LABEL_MODEL_DEPLOYMENT] = md.name
-    deployment = {
+    deployment: dict[str, Any] = {
         "apiVersion": DEPLOYMENT.api_version,
         "kind": DEPLOYMENT.kind,
         "metadata": metadata(md, md.name, COMPONENT_SERVER),
@@ -275,4 +275,6 @@ def build_deployment(md: ModelDeployment, config: OperatorConfig) -> dict[str, A
             },
         },
     }
+    if md.spec.autoscaled:  # the autoscaler's field manager owns the count: never written by us
+        del deployment["spec"]["replicas"]
     return with_desired_hash(deployment)
