@@ -312,6 +312,7 @@ def test_the_children_are_watched_through_a_server_side_label_selector() -> None
         "ServiceMonitor",
         "NetworkPolicy",
         "Certificate",
+        "HTTPRoute",
     }
     for child in CHILDREN:
         resource = kopf.Resource(child.group, child.version, child.plural)

@@ -108,3 +108,16 @@ RUNTIME_UID: Final = 65532
 # Child name suffixes.
 SUFFIX_APIKEYS: Final = "-apikeys"
 SUFFIX_CLIENT: Final = "-client-"
+
+# Canary rollouts (spec.rollout).
+ANNOTATION_PROMOTE: Final = f"{GROUP}/promote"
+ANNOTATION_ABORT: Final = f"{GROUP}/abort"
+ANNOTATION_RETRY_ROLLOUT: Final = f"{GROUP}/retry-rollout"
+LABEL_TRACK: Final = f"{GROUP}/track"
+TRACK_CANARY: Final = "canary"
+COMPONENT_CANARY: Final = "model-server-canary"  # canary pods behind their own Service (httpRoute)
+SUFFIX_CANARY: Final = "-canary"
+REASON_CANARY_ABORTED: Final = "CanaryAborted"
+REASON_CANARY_IN_PROGRESS: Final = "CanaryInProgress"
+EVENT_CANARY_PROMOTED: Final = "CanaryPromoted"
+EVENT_CANARY_STEP: Final = "CanaryStep"

@@ -53,12 +53,16 @@ NETWORK_POLICY: Final = Resource("NetworkPolicy", "networking.k8s.io", "v1", "ne
 CERTIFICATE: Final = Resource(
     "Certificate", "cert-manager.io", "v1", "certificates", Role.CHILD, optional=True
 )
+HTTP_ROUTE: Final = Resource(
+    "HTTPRoute", "gateway.networking.k8s.io", "v1", "httproutes", Role.CHILD, optional=True
+)
 POD: Final = Resource("Pod", "", "v1", "pods", Role.USED)
 EVENT: Final = Resource("Event", "", "v1", "events", Role.USED)
 LEASE: Final = Resource("Lease", "coordination.k8s.io", "v1", "leases", Role.USED)  # leader election
 
 TABLE: Final = (
-    MODEL_DEPLOYMENT, DEPLOYMENT, SERVICE, SECRET, SERVICE_MONITOR, NETWORK_POLICY, CERTIFICATE, POD, EVENT, LEASE
+    MODEL_DEPLOYMENT, DEPLOYMENT, SERVICE, SECRET, SERVICE_MONITOR, NETWORK_POLICY, CERTIFICATE, POD, EVENT, LEASE,
+    HTTP_ROUTE,
 )  # fmt: skip
 
 BY_KIND: Final = {resource.kind: resource for resource in TABLE}
