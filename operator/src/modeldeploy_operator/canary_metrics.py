@@ -23,7 +23,13 @@ from modeldeploy_operator.analysis import (
     counters_from_text,
 )
 from modeldeploy_operator.canary import CANARY, STABLE, Samples
-from modeldeploy_operator.constants import LABEL_TRACK, PORT_METRICS, SUFFIX_CANARY, TRACK_CANARY
+from modeldeploy_operator.constants import (
+    LABEL_TRACK,
+    PORT_METRICS,
+    PORT_METRICS_NAME,
+    SUFFIX_CANARY,
+    TRACK_CANARY,
+)
 
 logger = logging.getLogger(__name__)
 MAX_METRICS_BYTES = 4 * 1024 * 1024
@@ -57,15 +63,24 @@ class PodScraper:
     def __init__(self, *, timeout: float = 2.0, port: int = PORT_METRICS) -> None:
         self.timeout, self.port = timeout, port
 
-    def fetch(self, address: str) -> str:
-        url = f"http://{address}:{self.port}/metrics"
+    def port_of(self, pod: Mapping[str, Any]) -> int:
+        """The pod's container port named ``metrics`` (the runtime's contract), else the default."""
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            for port in container.get("ports") or []:
+                if port.get("name") == PORT_METRICS_NAME:
+                    return int(port["containerPort"])
+        return self.port
+
+    def fetch(self, address: str, port: int) -> str:
+        host = f"[{address}]" if ":" in address else address
+        url = f"http://{host}:{port}/metrics"
         with urllib.request.urlopen(url, timeout=self.timeout) as response:
             return bytes(response.read(MAX_METRICS_BYTES)).decode()
 
     def _one(self, pod: Mapping[str, Any]) -> tuple[str, str, PodCounters | None]:
         name = pod["metadata"]["name"]
         try:
-            return _side(pod), name, counters_from_text(self.fetch(pod["status"]["podIP"]))
+            return _side(pod), name, counters_from_text(self.fetch(pod["status"]["podIP"], self.port_of(pod)))
         except (OSError, ValueError) as error:
             logger.warning("canary analysis: cannot read the metrics of pod %s: %s", name, error)
             return _side(pod), name, None

@@ -151,23 +151,32 @@ class CanaryRollout:
             children.append((HTTP_ROUTE, route.name, build_http_route(md, route, weight)))
         return children
 
-    def clear_annotations(self, body: Mapping[str, Any], keys: tuple[str, ...]) -> None:
-        """Remove the handled request annotations, only from the object as read (else the next
-        reconcile sees the newer request)."""
-        if not keys:
-            return
-        metadata = body["metadata"]
+    def clear_annotations(
+        self, md: ModelDeployment, latest: Mapping[str, Any], keys: tuple[str, ...]
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Remove the handled request annotations from ``latest`` (the object after this reconcile's
+        writes), on the condition that it is still that object and each still holds the value acted
+        on: a request made in the meantime is then left for the next reconcile.
+
+        (done, the patched object if one was written); not done on a conflict."""
+        metadata = latest["metadata"]
+        current = metadata.get("annotations") or {}
+        handled = [key for key in keys if key in current and current[key] == md.annotations.get(key)]
+        if not handled:
+            return True, None
         patch = {
             "metadata": {
-                "annotations": dict.fromkeys(keys),
+                "annotations": dict.fromkeys(handled),
                 "resourceVersion": metadata["resourceVersion"],
             }
         }
         try:
-            self.kube.merge_patch(MODEL_DEPLOYMENT, metadata["namespace"], metadata["name"], patch)
+            patched = self.kube.merge_patch(MODEL_DEPLOYMENT, metadata["namespace"], metadata["name"], patch)
         except KubeError as error:
             if error.status != 409:
                 raise
+            return False, None
+        return True, patched
 
 
 def decorate(status: dict[str, Any], md: ModelDeployment, plan: Plan, now: datetime) -> dict[str, Any]:

@@ -236,9 +236,6 @@ class Reconciler:
             blocked=_blocked(outcome.conflicts, image_refused),
         )
         status = decorate(build_status(serving, observed, now), md, rollout, now)
-        outcome.notes += [Note(*note) for note in rollout.notes]
-        if rollout.requeue_after is not None:
-            outcome.requeue(rollout.requeue_after)
         if not contains(dict(md.status), status) and self._status_write_due(md, status, outcome):
             outcome.notes += transition_notes(md.status, status, monitoring)  # posted with the status
             logger.debug("%s/%s: status %s -> %s", namespace, name, _summary(md.status), _summary(status))
@@ -252,7 +249,7 @@ class Reconciler:
             outcome.writes += 1
         for note in outcome.notes:
             post_event(self.kube, body, note, now)
-        self.canary.clear_annotations(body, rollout.handled_annotations)
+        self._clear_canary_annotations(md, body, rollout, outcome)
         if plan.next_expiry is not None:
             outcome.requeue(max((plan.next_expiry - now).total_seconds(), 0.0) + 0.5)
         if outcome.conflicts:  # nothing tells us when the foreign object goes: look again
@@ -384,6 +381,9 @@ class Reconciler:
 
     def _reconcile_canary_children(self, md: ModelDeployment, rollout: CanaryPlan, outcome: Outcome) -> None:
         """The canary Deployment, Service and HTTPRoute (canary_reconcile.py says which)."""
+        outcome.notes += [Note(*note) for note in rollout.notes]  # posted with the status
+        if rollout.requeue_after is not None:
+            outcome.requeue(rollout.requeue_after)
         for resource, name, desired in self.canary.desired_children(md, rollout):
             if desired is None:
                 self._delete_if_ours(md, resource, name, outcome)
@@ -393,6 +393,19 @@ class Reconciler:
             writable, observed = self._child(md, resource, name, outcome)
             if writable and needs_apply(desired, observed):
                 self._apply(desired, outcome)
+
+    def _clear_canary_annotations(
+        self, md: ModelDeployment, body: dict[str, Any], rollout: CanaryPlan, outcome: Outcome
+    ) -> None:
+        """Remove the promote/abort/retry annotations this reconcile acted on (from the object as
+        the status write left it)."""
+        latest = self.store.get(MODEL_DEPLOYMENT, md.namespace, md.name) or body
+        cleared, patched = self.canary.clear_annotations(md, latest, rollout.handled_annotations)
+        if patched is not None:
+            self.store.put(MODEL_DEPLOYMENT, patched)
+            outcome.writes += 1
+        if not cleared:
+            outcome.requeue(0.0)
 
     def _reconcile_network_policy(self, md: ModelDeployment, outcome: Outcome) -> None:
         if not md.spec.network_policy.enabled:
