@@ -7,3 +7,5 @@ KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.22.0"
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# The Gateway API's CRDs (HTTPRoute, for canary weights) come from its published Go module.
+GATEWAY_API_VERSION = "v1.4.1"
