@@ -13,6 +13,7 @@ import pytest
 
 from modeldeploy_devenv.gateway_api import gateway_api_crd
 from tests.conftest import Cluster
+from tests.operator.argocd_health import argocd_health
 from tests.operator.conftest import StartOperator
 from tests.operator.factories import manifest
 from tests.operator.helpers import condition, get, wait_ready, wait_status
@@ -90,6 +91,9 @@ def test_the_http_route_splits_by_exact_weights_and_an_abort_takes_the_canary_ou
     )  # fmt: skip
     degraded = condition(body, "Degraded") or {}
     assert (degraded.get("status"), degraded.get("reason")) == ("True", "CanaryAborted")
+    health = argocd_health(body)  # the chart's Argo CD health check, on what the operator wrote
+    assert health.status == "Degraded"
+    assert "aborted by the modeldeploy.io/abort annotation" in health.message
     wait_until(
         "the route back to the stable Service only", lambda: backends(cluster, namespace) == [("iris", 100)]
     )
