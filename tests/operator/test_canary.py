@@ -419,3 +419,34 @@ def test_the_rolling_update_strategy_writes_no_rollout_status() -> None:
     assert world.version_of("iris") == "4"
     assert world.deployment("iris-canary") is None
     assert "rollout" not in world.body()["status"]
+
+
+def test_the_network_policy_admits_the_operator_to_the_metrics_port_only_when_it_scrapes() -> None:
+    from modeldeploy_operator.builders import build_network_policy  # noqa: PLC0415
+
+    canary = md(rollout=ROLLOUT, networkPolicy={"enabled": True})
+    scraping = OperatorConfig(operator_namespace="modeldeploy-system", monitoring_namespace="")
+    policy = build_network_policy(canary, scraping)["spec"]
+    assert policy["podSelector"] == {
+        "matchLabels": {"modeldeploy.io/model-deployment": "iris"}
+    }  # canary pods too
+    assert policy["ingress"] == [
+        {
+            "from": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "modeldeploy-system"}
+                    },
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "modeldeploy-operator"}},
+                }
+            ],
+            "ports": [{"port": "metrics", "protocol": "TCP"}],
+        }
+    ]
+    querying = OperatorConfig(
+        operator_namespace="modeldeploy-system",
+        monitoring_namespace="",
+        canary_prometheus_url="http://p:9090",
+    )
+    assert build_network_policy(canary, querying)["spec"]["ingress"] == []
+    assert build_network_policy(md(networkPolicy={"enabled": True}), scraping)["spec"]["ingress"] == []
