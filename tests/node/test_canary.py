@@ -9,17 +9,15 @@ canary; ``wide`` (trained on 5 features) rejects the 4-feature rows every caller
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from modeldeploy_devenv.loopback_moto import s3_client
-from modeldeploy_devenv.sample_models import BUCKET
+from modeldeploy_devenv.sample_models import upload_models
 from modeldeploy_operator.constants import PORT_HTTP
 from tests.node.conftest import (
     STORE_SECRET,
@@ -46,14 +44,10 @@ def versions(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, str]:
     """{version: sha256} of v1, v2 and the canary test models, all in the tier's store."""
-    import base64  # noqa: PLC0415
-
     import numpy as np  # noqa: PLC0415
     from sklearn.datasets import load_iris  # noqa: PLC0415
     from sklearn.ensemble import RandomForestClassifier  # noqa: PLC0415
     from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
-
-    from modeldeploy_runtime.packaging import package  # noqa: PLC0415
 
     secret = real_node.cluster.get_json("secret", STORE_SECRET, "-n", node_namespace)
     endpoint = base64.b64decode(secret["data"]["AWS_ENDPOINT_URL"]).decode()
@@ -63,16 +57,7 @@ def versions(
         "wide": LogisticRegression(max_iter=500).fit(wide, labels),
         "forest": RandomForestClassifier(n_estimators=300, random_state=0).fit(features, labels),
     }
-    s3 = s3_client(endpoint)
-    digests = dict(model_store)
-    workdir = tmp_path_factory.mktemp("canary-models")
-    for version, estimator in estimators.items():
-        packaged = package(estimator, workdir / version, name="iris", version=version)
-        artifact = Path(packaged.artifact)
-        for path in (artifact, artifact.with_name(artifact.name + ".metadata.json")):
-            s3.upload_file(str(path), BUCKET, f"iris/{version}/{path.name}")
-        digests[version] = hashlib.sha256(artifact.read_bytes()).hexdigest()
-    return digests
+    return {**model_store, **upload_models(endpoint, tmp_path_factory.mktemp("canary-models"), estimators)}
 
 
 @dataclass

@@ -62,13 +62,24 @@ def predict(runtime: RuntimeProcess, count: int) -> list[int]:
     ]
 
 
+def stable_and_canary(
+    models: dict[str, Path], runtimes: list[RuntimeProcess], tmp_path: Path, canary_model: str
+) -> tuple[RuntimeProcess, RuntimeProcess, list[dict[str, Any]]]:
+    """A stable runtime on the good model, a canary one on ``canary_model``, and their pods."""
+    stable = launch_runtime(tmp_path, model_uri=models["good"], model_name="m", model_version="3")
+    canary = launch_runtime(tmp_path, model_uri=models[canary_model], model_name="m", model_version="4")
+    runtimes += [stable, canary]
+    return (
+        stable,
+        canary,
+        [as_pod("iris-abc-1", stable, canary=False), as_pod("iris-canary-def-1", canary, canary=True)],
+    )
+
+
 def test_a_canary_rejecting_what_stable_accepts_fails_on_its_real_counters(
     models: dict[str, Path], runtimes: list[RuntimeProcess], tmp_path: Path
 ) -> None:
-    stable = launch_runtime(tmp_path, model_uri=models["good"], model_name="m", model_version="3")
-    canary = launch_runtime(tmp_path, model_uri=models["bad"], model_name="m", model_version="4")
-    runtimes += [stable, canary]
-    pods = [as_pod("iris-abc-1", stable, canary=False), as_pod("iris-canary-def-1", canary, canary=True)]
+    stable, canary, pods = stable_and_canary(models, runtimes, tmp_path, "bad")
     scraper = PodScraper()
     predict(stable, 5)
     predict(canary, 5)  # before the step: not counted
@@ -91,10 +102,7 @@ def test_a_canary_rejecting_what_stable_accepts_fails_on_its_real_counters(
 def test_a_canary_answering_like_stable_passes(
     models: dict[str, Path], runtimes: list[RuntimeProcess], tmp_path: Path
 ) -> None:
-    stable = launch_runtime(tmp_path, model_uri=models["good"], model_name="m", model_version="3")
-    canary = launch_runtime(tmp_path, model_uri=models["good"], model_name="m", model_version="4")
-    runtimes += [stable, canary]
-    pods = [as_pod("iris-abc-1", stable, canary=False), as_pod("iris-canary-def-1", canary, canary=True)]
+    stable, canary, pods = stable_and_canary(models, runtimes, tmp_path, "good")
     scraper = PodScraper()
     baseline = scraper.sample("ml", "iris", pods)
     predict(stable, 60)
