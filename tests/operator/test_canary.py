@@ -450,3 +450,30 @@ def test_the_network_policy_admits_the_operator_to_the_metrics_port_only_when_it
     )
     assert build_network_policy(canary, querying)["spec"]["ingress"] == []
     assert build_network_policy(md(networkPolicy={"enabled": True}), scraping)["spec"]["ingress"] == []
+
+
+def test_a_step_without_enough_requests_waits_past_its_pause() -> None:
+    world = started()
+    world.counters.serve(10, stable=100)
+    world.clock.advance(31)
+    world.reconcile()
+    rollout = world.rollout()
+    assert (rollout["phase"], rollout["step"]) == ("Paused", 1)
+    assert "waiting for requests; 10/50 canary requests so far" in rollout["message"]
+
+
+def test_a_newer_version_mid_canary_starts_over_and_reverting_ends_the_canary() -> None:
+    world = started()
+    world.edit({"spec": {"model": {**V4, "version": "5", "sha256": "2" * 64}}})
+    world.reconcile()
+    assert (world.rollout()["phase"], world.rollout()["step"], world.rollout()["canaryVersion"]) == (
+        "Progressing",
+        1,
+        "5",
+    )
+    assert world.version_of("iris-canary") == "5"
+    world.edit({"spec": {"model": md_body()["spec"]["model"]}})
+    world.reconcile()
+    assert world.rollout()["phase"] == "Idle"
+    assert world.deployment("iris-canary") is None
+    assert world.version_of("iris") == "3"
