@@ -13,6 +13,7 @@ import base64
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -149,7 +150,8 @@ def make(
 
 
 def _phases(subject: Canary, until: set[str], timeout: float) -> list[tuple[float, str, int]]:
-    """(seconds since the call, phase, step) at each change, until a phase of ``until``."""
+    """(seconds since the call, phase, step) at each change, until a phase of ``until`` that follows
+    another phase (the Idle before the operator saw the change does not count)."""
     started = time.monotonic()
     seen: list[tuple[float, str, int]] = []
     deadline = started + timeout
@@ -158,7 +160,7 @@ def _phases(subject: Canary, until: set[str], timeout: float) -> list[tuple[floa
         entry = (rollout.get("phase", ""), int(rollout.get("step", 0)))
         if not seen or seen[-1][1:] != entry:
             seen.append((round(time.monotonic() - started, 1), *entry))
-        if entry[0] in until:
+        if entry[0] in until and any(phase not in until for _, phase, _ in seen):
             return seen
         time.sleep(0.5)
     raise AssertionError(f"timed out: rollout phases so far {seen}")
@@ -261,32 +263,26 @@ def test_a_restarted_operator_resumes_the_step_and_a_manual_promote_finishes_it(
         before = wait_until(
             "an analysis of step 1", lambda: (r := subject.wait_phase("Paused")).get("analysis") and r, 120
         )
-        subject.cluster.kubectl(
-            "delete",
+        operators = (
             "pods",
             "-n",
             subject.release_namespace,
             "-l",
             "app.kubernetes.io/name=modeldeploy-operator",
-            "--wait=false",
         )
+        old = {p["metadata"]["name"] for p in subject.cluster.get_json(*operators)["items"]}
+        subject.cluster.kubectl("delete", *operators, "--wait=false")
         restarted = time.monotonic()
+        wait_until(
+            "the old operator pods gone",
+            lambda: not old & {p["metadata"]["name"] for p in subject.cluster.get_json(*operators)["items"]},
+            180,
+            interval=1.0,
+        )
+        mark = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         after = wait_until(
             "an analysis by the new operator",
-            lambda: (
-                (r := subject.rollout()).get("analysis", {}).get("lastAnalysisAt", "")
-                > before["analysis"]["lastAnalysisAt"]
-                and subject.cluster.get_json(
-                    "pods",
-                    "-n",
-                    subject.release_namespace,
-                    "-l",
-                    "app.kubernetes.io/name=modeldeploy-operator",
-                    "--field-selector",
-                    "status.phase=Running",
-                )["items"]
-                and r
-            ),
+            lambda: (r := subject.rollout()).get("analysis", {}).get("lastAnalysisAt", "") >= mark and r,
             180,
             interval=1.0,
         )
