@@ -166,6 +166,40 @@ def _phases(subject: Canary, until: set[str], timeout: float) -> list[tuple[floa
     raise AssertionError(f"timed out: rollout phases so far {seen}")
 
 
+def test_a_version_rejecting_stable_inputs_is_aborted_at_the_first_step(make: Any) -> None:
+    canary = {
+        "steps": [{"weight": 10, "pause": "60s"}, {"weight": 50, "pause": "60s"}],
+        "analysis": {"interval": "2s", "minRequests": 20, "maxErrorRatio": 0.05},
+    }
+    subject = make("canary-bad", 4, canary)
+    with subject.load() as load:
+        time.sleep(2)
+        subject.cluster.apply(subject.manifest("wide", 4, canary))
+        phases = _phases(subject, {"Aborted", "Idle"}, ROLLOUT_TIMEOUT_SECONDS)
+        aborted_at = load.report.requests
+        time.sleep(5)  # stable keeps serving after the abort
+    report = load.report
+    failed_ratio = len(report.failures) / report.requests
+    rollout = subject.rollout()
+    report_figure("canary bad version: phases (s, phase, step)", str(phases))
+    report_figure(
+        "canary bad version: load",
+        f"{report.requests} requests, {len(report.failures)} failed ({failed_ratio:.1%})",
+    )
+    assert (rollout["phase"], rollout["step"]) == ("Aborted", 1), rollout
+    assert failed_ratio < 0.15
+    assert report.requests > aborted_at
+    assert all("HTTP 400" in failure for failure in report.failures), report.failures[:5]
+    assert subject.versions_answering() == {"1"}
+    assert rollout["analysis"]["errors"] > 0
+    degraded = condition(subject.cluster, subject.namespace, subject.name, "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "CanaryAborted")
+    assert "requests failed) against maxErrorRatio 0.05" in degraded["message"]
+    warnings = [e["message"] for e in subject.events() if e["type"] == "Warning"]
+    assert any("CanaryAborted" in m and "requests failed" in m for m in warnings), warnings
+    assert subject.body()["status"]["modelVersion"] == "1"
+
+
 def test_a_good_version_is_promoted_through_every_step_without_a_failed_request(make: Any) -> None:
     canary = {
         "steps": [{"weight": 25, "pause": "10s"}, {"weight": 50, "pause": "10s"}],
@@ -195,40 +229,6 @@ def test_a_good_version_is_promoted_through_every_step_without_a_failed_request(
     assert report.versions["2"] > 0
     assert subject.deployments() == [subject.name]  # the canary Deployment is removed
     assert subject.versions_answering() == {"2"}
-
-
-def test_a_version_rejecting_stable_inputs_is_aborted_at_the_first_step(make: Any) -> None:
-    canary = {
-        "steps": [{"weight": 10, "pause": "60s"}, {"weight": 50, "pause": "60s"}],
-        "analysis": {"interval": "2s", "minRequests": 20, "maxErrorRatio": 0.05},
-    }
-    subject = make("canary-bad", 4, canary)
-    with subject.load() as load:
-        time.sleep(2)
-        subject.cluster.apply(subject.manifest("wide", 4, canary))
-        phases = _phases(subject, {"Aborted", "Idle"}, ROLLOUT_TIMEOUT_SECONDS)
-        aborted_at = load.report.requests
-        time.sleep(8)  # stable keeps serving after the abort
-    report = load.report
-    failed_ratio = len(report.failures) / report.requests
-    rollout = subject.rollout()
-    report_figure("canary bad version: phases (s, phase, step)", str(phases))
-    report_figure(
-        "canary bad version: load",
-        f"{report.requests} requests, {len(report.failures)} failed ({failed_ratio:.1%})",
-    )
-    assert (rollout["phase"], rollout["step"]) == ("Aborted", 1), rollout
-    assert failed_ratio < 0.15
-    assert report.requests > aborted_at
-    assert all("HTTP 400" in failure for failure in report.failures), report.failures[:5]
-    assert subject.versions_answering() == {"1"}
-    assert rollout["analysis"]["errors"] > 0
-    degraded = condition(subject.cluster, subject.namespace, subject.name, "Degraded")
-    assert (degraded["status"], degraded["reason"]) == ("True", "CanaryAborted")
-    assert "requests failed) against maxErrorRatio 0.05" in degraded["message"]
-    warnings = [e["message"] for e in subject.events() if e["type"] == "Warning"]
-    assert any("CanaryAborted" in m and "requests failed" in m for m in warnings), warnings
-    assert subject.body()["status"]["modelVersion"] == "1"
 
 
 def test_a_slower_version_is_aborted_on_its_latency(make: Any) -> None:
@@ -315,29 +315,3 @@ def test_a_restarted_operator_resumes_the_step_and_a_manual_promote_finishes_it(
     assert load.report.failures == []
     assert subject.versions_answering() == {"2"}
     assert "modeldeploy.io/promote" not in (subject.body()["metadata"].get("annotations") or {})
-
-
-def test_a_manual_abort_takes_the_canary_out_and_stable_keeps_serving(make: Any) -> None:
-    canary = {"steps": [{"weight": 34, "pause": "10m"}], "analysis": {"interval": "2s"}}
-    subject = make("canary-abort", 2, canary)
-    with subject.load() as load:
-        subject.cluster.apply(subject.manifest("2", 2, canary))
-        subject.wait_phase("Paused")
-        subject.cluster.kubectl(
-            "annotate", f"mdep/{subject.name}", "-n", subject.namespace, "modeldeploy.io/abort=now"
-        )
-        rollout = subject.wait_phase("Aborted", 60)
-        wait_until(
-            "the canary pods gone",
-            lambda: all(
-                p["metadata"]["labels"].get("modeldeploy.io/track") != "canary"
-                for p in server_pods(subject.cluster, subject.namespace, subject.name)
-            ),
-            120,
-        )
-    report_figure(
-        "canary manual abort: load", f"{load.report.requests} requests, {len(load.report.failures)} failed"
-    )
-    assert "aborted by the modeldeploy.io/abort annotation" in rollout["message"]
-    assert load.report.failures == []
-    assert subject.versions_answering() == {"1"}
