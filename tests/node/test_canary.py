@@ -315,3 +315,29 @@ def test_a_restarted_operator_resumes_the_step_and_a_manual_promote_finishes_it(
     assert load.report.failures == []
     assert subject.versions_answering() == {"2"}
     assert "modeldeploy.io/promote" not in (subject.body()["metadata"].get("annotations") or {})
+
+
+def test_a_manual_abort_takes_the_canary_out_and_stable_keeps_serving(make: Any) -> None:
+    canary = {"steps": [{"weight": 34, "pause": "10m"}], "analysis": {"interval": "2s"}}
+    subject = make("canary-abort", 2, canary)
+    with subject.load() as load:
+        subject.cluster.apply(subject.manifest("2", 2, canary))
+        subject.wait_phase("Paused")
+        subject.cluster.kubectl(
+            "annotate", f"mdep/{subject.name}", "-n", subject.namespace, "modeldeploy.io/abort=now"
+        )
+        rollout = subject.wait_phase("Aborted", 60)
+        wait_until(
+            "the canary pods gone",
+            lambda: all(
+                p["metadata"]["labels"].get("modeldeploy.io/track") != "canary"
+                for p in server_pods(subject.cluster, subject.namespace, subject.name)
+            ),
+            120,
+        )
+    report_figure(
+        "canary manual abort: load", f"{load.report.requests} requests, {len(load.report.failures)} failed"
+    )
+    assert "aborted by the modeldeploy.io/abort annotation" in rollout["message"]
+    assert load.report.failures == []
+    assert subject.versions_answering() == {"1"}
