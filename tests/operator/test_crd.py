@@ -165,6 +165,7 @@ def test_kubectl_explain_teaches_every_field(crd: Cluster) -> None:
         "Version",
         "Replicas",
         "URL",
+        "Rollout",
         "Age",
     ]
 

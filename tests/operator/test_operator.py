@@ -133,7 +133,7 @@ def test_create_makes_restricted_labelled_children_and_becomes_ready(
     assert [e["reason"] for e in events] == ["MonitoringSkipped"]
 
     table = crd.kubectl("get", "mdep", "iris", "-n", namespace).stdout.split("\n")
-    assert table[0].split() == ["NAME", "READY", "VERSION", "REPLICAS", "URL", "AGE"]
+    assert table[0].split() == ["NAME", "READY", "VERSION", "REPLICAS", "URL", "ROLLOUT", "AGE"]
     assert table[1].split()[:5] == ["iris", "True", "3", "2/2", f"http://iris.{namespace}.svc:8080"]
     assert "iris" in crd.kubectl("get", "ml", "-n", namespace).stdout  # the category
 

@@ -314,6 +314,7 @@ def test_the_children_are_watched_through_a_server_side_label_selector() -> None
         "Certificate",
         "HorizontalPodAutoscaler",
         "ScaledObject",
+        "HTTPRoute",
     }
     for child in CHILDREN:
         resource = kopf.Resource(child.group, child.version, child.plural)

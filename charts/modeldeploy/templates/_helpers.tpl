@@ -35,14 +35,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Pods are only listed, while a rollout is unfinished, to tell a crash-looping model (Degraded) from a slow rollout.
+# Pods are only listed: while a rollout is unfinished, to tell a crash-looping model (Degraded) from a slow rollout; during a canary, to find the pod IPs whose /metrics are read.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
-# The model Service: server-side applied and watched for drift.
+# The model Service and, during a canary with spec.rollout.canary.httpRoute, the Service <name>-canary (deleted when the canary ends).
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # The hashed-keys Secret and one Secret per client: written, watched for drift and deletion (deleting a client Secret rotates its key).
 - apiGroups: [""]
   resources: ["secrets"]
@@ -66,6 +66,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 # KEDA's ScaledObject per ModelDeployment with spec.autoscaling.engine keda; deleted when autoscaling is off.
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The HTTPRoute named by spec.rollout.canary.httpRoute: weighted stable and canary backends; deleted when the field goes.
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Events for meaningful transitions (Ready, rollout done, model failed to load, monitoring skipped).
 - apiGroups: ["", "events.k8s.io"]

@@ -8,7 +8,9 @@ fetches ``s3://models/iris/<version>/model.joblib`` with the credentials of a Se
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from modeldeploy_devenv.loopback_moto import s3_client
 
@@ -22,15 +24,20 @@ def upload_sample_models(endpoint: str, workdir: Path) -> dict[str, str]:
     from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
     from sklearn.tree import DecisionTreeClassifier  # noqa: PLC0415
 
-    from modeldeploy_runtime.packaging import package  # noqa: PLC0415
-
     features, labels = load_iris(return_X_y=True)
     estimators = {
         "1": LogisticRegression(max_iter=500).fit(features, labels),
         "2": DecisionTreeClassifier(random_state=0).fit(features, labels),
     }
+    s3_client(endpoint).create_bucket(Bucket=BUCKET)
+    return upload_models(endpoint, workdir, estimators)
+
+
+def upload_models(endpoint: str, workdir: Path, estimators: Mapping[str, Any]) -> dict[str, str]:
+    """Package each estimator as iris@<version> into the existing bucket; return {version: sha256}."""
+    from modeldeploy_runtime.packaging import package  # noqa: PLC0415
+
     s3 = s3_client(endpoint)
-    s3.create_bucket(Bucket=BUCKET)
     digests = {}
     for version, estimator in estimators.items():
         packaged = package(estimator, workdir / version, name="iris", version=version)

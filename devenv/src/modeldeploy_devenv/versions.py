@@ -8,3 +8,5 @@ HELM_VERSION = "v3.22.0"
 METRICS_SERVER_VERSION = "v0.9.0"  # built only for the real-node tier's autoscaling tests
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# The Gateway API's CRDs (HTTPRoute, for canary weights) come from its published Go module.
+GATEWAY_API_VERSION = "v1.4.1"

@@ -56,6 +56,11 @@ class OperatorConfig:
     lease_duration_seconds: float = 15.0  # a standby takes over this long after the last renewal it saw
     renew_deadline_seconds: float = 10.0  # the leader stops writing when it could not renew for this long
     retry_period_seconds: float = 2.0  # how often the leader renews and a standby looks at the Lease
+    # Canary analysis: Prometheus' base URL to query instead of scraping the pods (None: scrape them).
+    canary_prometheus_url: str | None = None
+    canary_scrape_timeout_seconds: float = 2.0
+    # The operator's own namespace: a NetworkPolicy admits its pods to the metrics port (canary scrapes).
+    operator_namespace: str | None = None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -177,4 +182,9 @@ def config_from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         lease_duration_seconds=lease_duration,
         renew_deadline_seconds=renew_deadline,
         retry_period_seconds=retry_period,
+        canary_prometheus_url=env.get("MODELDEPLOY_CANARY_PROMETHEUS_URL", "").strip() or None,
+        canary_scrape_timeout_seconds=_float(
+            env, "MODELDEPLOY_CANARY_SCRAPE_TIMEOUT_SECONDS", defaults.canary_scrape_timeout_seconds, 0.1
+        ),
+        operator_namespace=env.get("POD_NAMESPACE") or _lease_namespace(env),
     )

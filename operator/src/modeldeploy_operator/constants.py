@@ -126,3 +126,15 @@ METRIC_LABEL_POD: Final = "pod"  # added by the scrape; the adapter maps it to t
 # While autoscaled, the operator's applies omit the Deployment's spec.replicas; this manager holds the
 # field (at its current value) for the moment the operator lets go of it, so it is not reset to 1.
 REPLICAS_HANDOVER_FIELD_MANAGER: Final = "modeldeploy-operator-replicas-handover"
+# Canary rollouts (spec.rollout).
+ANNOTATION_PROMOTE: Final = f"{GROUP}/promote"
+ANNOTATION_ABORT: Final = f"{GROUP}/abort"
+ANNOTATION_RETRY_ROLLOUT: Final = f"{GROUP}/retry-rollout"
+LABEL_TRACK: Final = f"{GROUP}/track"
+TRACK_CANARY: Final = "canary"
+COMPONENT_CANARY: Final = "model-server-canary"  # canary pods behind their own Service (httpRoute)
+SUFFIX_CANARY: Final = "-canary"
+REASON_CANARY_ABORTED: Final = "CanaryAborted"
+REASON_CANARY_IN_PROGRESS: Final = "CanaryInProgress"
+EVENT_CANARY_PROMOTED: Final = "CanaryPromoted"
+EVENT_CANARY_STEP: Final = "CanaryStep"

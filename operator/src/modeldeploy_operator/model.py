@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from modeldeploy_operator.constants import ANNOTATION_ROTATE, PVC_MOUNT_DIR
+from modeldeploy_operator.rollout_spec import RolloutSpec
 from modeldeploy_runtime.artifact_uri import ArtifactNameError, artifact_basename
 
 
@@ -132,6 +133,7 @@ class ModelDeploymentSpec(_Spec):
     tls: TLSSpec | None = None
     network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec, alias="networkPolicy")
     autoscaling: AutoscalingSpec | None = None
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
 
     @property
     def autoscaled(self) -> bool:
@@ -191,6 +193,7 @@ class ModelDeployment:
     spec: ModelDeploymentSpec
     rotate_clients: frozenset[str]
     status: Mapping[str, Any]
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ModelDeployment:
@@ -205,6 +208,7 @@ class ModelDeployment:
             spec=ModelDeploymentSpec.model_validate(body.get("spec") or {}),
             rotate_clients=frozenset(part.strip() for part in rotate.split(",") if part.strip()),
             status=body.get("status") or {},
+            annotations=dict(annotations),
         )
 
     @property

@@ -27,8 +27,12 @@ from modeldeploy_operator.builders import (
     build_service,
     build_service_monitor,
 )
+from modeldeploy_operator.builders.canary import with_model
 from modeldeploy_operator.builders.meta import client_secret_name, hashes_secret_name, selector_string
 from modeldeploy_operator.builders.service import service_url
+from modeldeploy_operator.canary import Plan as CanaryPlan
+from modeldeploy_operator.canary_metrics import CounterSource
+from modeldeploy_operator.canary_reconcile import CanaryRollout, decorate, rollout_changed
 from modeldeploy_operator.config import OperatorConfig
 from modeldeploy_operator.constants import (
     ANNOTATION_DESIRED_HASH,
@@ -147,12 +151,14 @@ class Reconciler:
         mint: Callable[[str], MintedKey] = mint_key,
         status_pacer: StatusWritePacer | None = None,
         pod_recheck: PodRecheck | None = None,
+        counter_source: CounterSource | None = None,
     ) -> None:
         self.kube, self.store, self.config = kube, store, config
         self.clock, self.mint = clock, mint
         self.apis = apis or APIAvailability(kube, config.monitoring_api_cache_seconds)
         self.status_pacer = status_pacer or StatusWritePacer(config.status_debounce_seconds)
         self.pod_recheck = pod_recheck or PodRecheck(config.pod_recheck_seconds)
+        self.canary = CanaryRollout(kube, config, source=counter_source, observe=self._observe_child)
 
     # -- writes, each followed by updating the cache with the server's answer ----------------------
     def _apply(self, obj: dict[str, Any], outcome: Outcome, **apply_options: Any) -> dict[str, Any]:
@@ -204,9 +210,11 @@ class Reconciler:
         now = self.clock()
         outcome = Outcome()
         plan = self._reconcile_keys(md, now, outcome)
-        deployment = build_deployment(md, self.config)
-        image_refused = disallowed_image_message(md, self.config.allowed_images)
         writable, observed_deployment = self._child(md, DEPLOYMENT, name, outcome)
+        rollout = self.canary.plan(md, observed_deployment, now)
+        serving = with_model(md, rollout.stable_model)  # the stable pods' model (spec.model unless canarying)
+        deployment = build_deployment(serving, self.config)
+        image_refused = disallowed_image_message(md, self.config.allowed_images)
         autoscaler = self._reconcile_autoscaler(
             md, deployment, observed_deployment if writable else None, outcome
         )
@@ -219,6 +227,7 @@ class Reconciler:
         writable, observed_service = self._child(md, SERVICE, name, outcome)
         if writable and needs_apply(service, observed_service):
             self._apply(service, outcome)
+        self._reconcile_canary_children(md, rollout, outcome)
         self._reconcile_network_policy(md, outcome)
         self._reconcile_certificate(md, outcome)
         monitoring = self._reconcile_service_monitor(md, outcome)
@@ -237,7 +246,7 @@ class Reconciler:
             blocked=_blocked(outcome.conflicts, image_refused),
             autoscaler=autoscaler,
         )
-        status = build_status(md, observed, now)
+        status = decorate(build_status(serving, observed, now), md, rollout, now)
         if not contains(dict(md.status), status) and self._status_write_due(md, status, outcome):
             outcome.notes += transition_notes(md.status, status, monitoring)  # posted with the status
             logger.debug("%s/%s: status %s -> %s", namespace, name, _summary(md.status), _summary(status))
@@ -251,6 +260,7 @@ class Reconciler:
             outcome.writes += 1
         for note in outcome.notes:
             post_event(self.kube, body, note, now)
+        self._clear_canary_annotations(md, body, rollout, outcome)
         if plan.next_expiry is not None:
             outcome.requeue(max((plan.next_expiry - now).total_seconds(), 0.0) + 0.5)
         if outcome.conflicts:  # nothing tells us when the foreign object goes: look again
@@ -305,7 +315,8 @@ class Reconciler:
 
     def _status_write_due(self, md: ModelDeployment, status: dict[str, Any], outcome: Outcome) -> bool:
         wait = self.status_pacer.wait_before_write(
-            (md.namespace, md.name), urgent=is_urgent_change(md.status, status)
+            (md.namespace, md.name),
+            urgent=is_urgent_change(md.status, status) or rollout_changed(md.status, status),
         )
         if wait > 0:
             outcome.requeue(wait)
@@ -373,6 +384,39 @@ class Reconciler:
         previous_clients = {entry.client for entry in observed_hashes}
         outcome.notes += key_rotation_notes(plan, previous_clients, now, grace)
         return plan
+
+    def _observe_child(self, md: ModelDeployment, resource: Resource, name: str) -> dict[str, Any] | None:
+        """The cached child, if it is ours (the canary reads its Deployment through this)."""
+        observed = self.store.get(resource, md.namespace, name)
+        return observed if observed is not None and is_ours(observed, md) else None
+
+    def _reconcile_canary_children(self, md: ModelDeployment, rollout: CanaryPlan, outcome: Outcome) -> None:
+        """The canary Deployment, Service and HTTPRoute (canary_reconcile.py says which)."""
+        outcome.notes += [Note(*note) for note in rollout.notes]  # posted with the status
+        if rollout.requeue_after is not None:
+            outcome.requeue(rollout.requeue_after)
+        for resource, name, desired in self.canary.desired_children(md, rollout):
+            if desired is None:
+                self._delete_if_ours(md, resource, name, outcome)
+                continue
+            if resource.optional and not self.apis.available(resource):
+                continue
+            writable, observed = self._child(md, resource, name, outcome)
+            if writable and needs_apply(desired, observed):
+                self._apply(desired, outcome)
+
+    def _clear_canary_annotations(
+        self, md: ModelDeployment, body: dict[str, Any], rollout: CanaryPlan, outcome: Outcome
+    ) -> None:
+        """Remove the promote/abort/retry annotations this reconcile acted on (from the object as
+        the status write left it)."""
+        latest = self.store.get(MODEL_DEPLOYMENT, md.namespace, md.name) or body
+        cleared, patched = self.canary.clear_annotations(md, latest, rollout.handled_annotations)
+        if patched is not None:
+            self.store.put(MODEL_DEPLOYMENT, patched)
+            outcome.writes += 1
+        if not cleared:
+            outcome.requeue(0.0)
 
     def _reconcile_network_policy(self, md: ModelDeployment, outcome: Outcome) -> None:
         if not md.spec.network_policy.enabled:

@@ -59,13 +59,16 @@ HORIZONTAL_POD_AUTOSCALER: Final = Resource(
 SCALED_OBJECT: Final = Resource(
     "ScaledObject", "keda.sh", "v1alpha1", "scaledobjects", Role.CHILD, optional=True
 )
+HTTP_ROUTE: Final = Resource(
+    "HTTPRoute", "gateway.networking.k8s.io", "v1", "httproutes", Role.CHILD, optional=True
+)
 POD: Final = Resource("Pod", "", "v1", "pods", Role.USED)
 EVENT: Final = Resource("Event", "", "v1", "events", Role.USED)
 LEASE: Final = Resource("Lease", "coordination.k8s.io", "v1", "leases", Role.USED)  # leader election
 
 TABLE: Final = (
     MODEL_DEPLOYMENT, DEPLOYMENT, SERVICE, SECRET, SERVICE_MONITOR, NETWORK_POLICY, CERTIFICATE,
-    HORIZONTAL_POD_AUTOSCALER, SCALED_OBJECT, POD, EVENT, LEASE,
+    HORIZONTAL_POD_AUTOSCALER, SCALED_OBJECT, HTTP_ROUTE, POD, EVENT, LEASE,
 )  # fmt: skip
 
 BY_KIND: Final = {resource.kind: resource for resource in TABLE}
