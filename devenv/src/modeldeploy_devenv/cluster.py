@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from modeldeploy_devenv.assets import kwok_stages_file, require_binary
-from modeldeploy_devenv.pki import Pki, create_pki
+from modeldeploy_devenv.pki import FRONT_PROXY_CLIENT_NAME, Pki, create_pki
 from modeldeploy_devenv.polling import WaitTimeoutError, wait_until
 from modeldeploy_devenv.processes import free_port
 from modeldeploy_devenv.repository import DEFAULT_CLUSTER_DIR
@@ -293,7 +293,22 @@ def _start_etcd_and_apiserver(launcher: _Launcher, directory: Path, pki: Pki, po
         "--service-cluster-ip-range=10.0.0.0/16", f"--feature-gates={APISERVER_FEATURE_GATES}", "--endpoint-reconciler-type=none", "--max-requests-inflight=2000",
         "--max-mutating-requests-inflight=1000", "--profiling=false", "--v=0",
         "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",  # as OpenShift: blockOwnerDeletion needs finalizers RBAC
+        *_aggregation_layer_flags(pki),
     ])  # fmt: skip
+
+
+def _aggregation_layer_flags(pki: Pki) -> list[str]:
+    """The aggregation layer, so extension API servers (custom.metrics.k8s.io from prometheus-adapter)
+    can be registered as APIServices: the client certificate the API server proxies with, and the
+    request-header settings it publishes in kube-system/extension-apiserver-authentication."""
+    return [
+        f"--requestheader-client-ca-file={pki.front_proxy_ca_cert}",
+        f"--requestheader-allowed-names={FRONT_PROXY_CLIENT_NAME}",
+        "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={pki.front_proxy_client_cert}",
+        f"--proxy-client-key-file={pki.front_proxy_client_key}",
+    ]  # fmt: skip
 
 
 def _start_controllers(

@@ -7,3 +7,8 @@ KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.22.0"
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# The custom-metrics path (built on demand by ``custom_metrics_assets``). Prometheus publishes its
+# Go module as v0.<major><minor>.<patch>: v0.316.0 is Prometheus 3.16.0.
+PROMETHEUS_VERSION = "v0.316.0"
+PROMETHEUS_ADAPTER_VERSION = "v0.12.0"
+KEDA_VERSION = "v2.21.0"

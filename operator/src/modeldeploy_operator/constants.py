@@ -79,6 +79,11 @@ PORT_HTTPS_NAME: Final = "https"  # the serving port's name with spec.tls (same 
 PORT_HTTP: Final = 8080
 PORT_METRICS_NAME: Final = "metrics"
 PORT_METRICS: Final = 9090
+# The runtime's metrics as prometheus-adapter serves them per pod (custom.metrics.k8s.io), under the
+# rules of charts/modeldeploy/autoscaling/prometheus-adapter-rules.yaml: the names an HPA's Pods
+# metric and a KEDA Prometheus trigger ask for.
+METRIC_IN_FLIGHT_REQUESTS: Final = "modeldeploy_inflight_requests"
+METRIC_REQUESTS_PER_SECOND: Final = "modeldeploy_requests_per_second"
 PATH_LIVE: Final = "/v2/health/live"
 PATH_READY: Final = "/v2/health/ready"
 RUNTIME_EXECUTABLE: Final = "modeldeploy-runtime"
