@@ -97,7 +97,7 @@ def _min_above_max(spec: dict[str, Any]) -> None:
 
 # A change to a valid ScaledObject's spec, and what the API server's answer must say.
 MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
-    "threshold as a number": (_set_threshold_number, "spec.triggers[0].metadata.threshold: Invalid value"),
+    "threshold as a number": (_set_threshold_number, "spec.triggers[0].metadata.threshold: expected string"),
     "no scaleTargetRef": (_drop_target, "spec.scaleTargetRef: Required value"),
     "no triggers": (_drop_triggers, "spec.triggers: Invalid value"),
     "min above max": (_min_above_max, "minReplicaCount must be less than or equal to maxReplicaCount"),
