@@ -16,7 +16,7 @@ from modeldeploy_devenv.keda import install_keda_crds, uninstall_keda_crds
 from modeldeploy_operator.constants import METRIC_IN_FLIGHT_REQUESTS
 from tests.conftest import Cluster
 
-PROMETHEUS_ADDRESS = "http://prometheus-operated.monitoring.svc:9090"
+PROMETHEUS_ADDRESS = "http://prometheus.monitoring:9090"
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +30,9 @@ def scaled_object(name: str, namespace: str) -> dict[str, Any]:
     """The ScaledObject for ``spec.autoscaling: {engine: keda, minReplicas: 0, maxReplicas: 10,
     target: {inFlightRequestsPerPod: 8}}``.
 
-    LEAD: replace this body with the operator's ``build_scaled_object`` (branch ``autoscale``)
-    once merged; the tests below must then pass unchanged.
+    LEAD: replace this body with the operator's ``build_scaled_object`` (branch ``autoscale``; its
+    golden scaledobject-inflight-zero.yaml has this shape) once merged; the tests below must then
+    pass unchanged.
     """
     return {
         "apiVersion": "keda.sh/v1alpha1",
@@ -47,7 +48,7 @@ def scaled_object(name: str, namespace: str) -> dict[str, Any]:
                     "metricType": "AverageValue",
                     "metadata": {
                         "serverAddress": PROMETHEUS_ADDRESS,
-                        "query": f'sum({METRIC_IN_FLIGHT_REQUESTS}{{namespace="{namespace}",pod=~"{name}-.+"}})',
+                        "query": f'sum({METRIC_IN_FLIGHT_REQUESTS}{{namespace="{namespace}",model="{name}"}})',
                         "threshold": "8",
                     },
                 }
