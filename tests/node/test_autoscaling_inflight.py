@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,7 @@ from tests.node.conftest import (
     report_figure,
 )
 from tests.node.endpoint_load import EndpointSliceLoad
-from tests.support import wait_until
+from tests.support import WaitTimeoutError, wait_until
 
 RULES_FILE = REPO_ROOT / "charts" / "modeldeploy" / "autoscaling" / "prometheus-adapter-rules.yaml"
 NAME = "iris-inflight"
@@ -95,8 +96,18 @@ def pod_metrics(cluster: Cluster, namespace: str) -> dict[str, float]:
         f"/apis/{CUSTOM_METRICS_GROUP}/v1beta2/namespaces/{namespace}/pods/*/{METRIC_IN_FLIGHT_REQUESTS}"
         f"?labelSelector={LABEL_INSTANCE}%3D{NAME}"
     )
-    answer = json.loads(cluster.kubectl("get", "--raw", path).stdout)
-    return {item["describedObject"]["name"]: quantity(item["value"]) for item in answer["items"]}
+    answer = cluster.kubectl("get", "--raw", path, check=False)
+    if answer.returncode != 0:  # NotFound until Prometheus has scraped the pods and the adapter re-listed
+        return {}
+    items = json.loads(answer.stdout)["items"]
+    return {item["describedObject"]["name"]: quantity(item["value"]) for item in items}
+
+
+def scrape_targets(metrics: CustomMetrics) -> list[tuple[str, str, str]]:
+    """(address, health, last error) of each target Prometheus scrapes, for a failure message."""
+    with urllib.request.urlopen(f"{metrics.prometheus_url}/api/v1/targets", timeout=5) as response:
+        active = json.loads(response.read())["data"]["activeTargets"]
+    return [(t["scrapeUrl"], t["health"], t["lastError"]) for t in active]
 
 
 @dataclass
@@ -182,12 +193,15 @@ def test_in_flight_requests_scale_a_model_out_and_back_in(
 ) -> None:
     cluster = real_node.cluster
     # The adapter serves the idle pod's gauge (scraped from the pod on real-0, through the API server).
-    idle = wait_until(
-        f"{METRIC_IN_FLIGHT_REQUESTS} of {model}'s pod in {CUSTOM_METRICS_GROUP}",
-        lambda: pod_metrics(cluster, node_namespace) or None,
-        METRIC_TIMEOUT_SECONDS,
-        interval=1.0,
-    )
+    try:
+        idle = wait_until(
+            f"{METRIC_IN_FLIGHT_REQUESTS} of {model}'s pod in {CUSTOM_METRICS_GROUP}",
+            lambda: pod_metrics(cluster, node_namespace) or None,
+            METRIC_TIMEOUT_SECONDS,
+            interval=1.0,
+        )
+    except WaitTimeoutError as error:
+        raise AssertionError(f"{error}; Prometheus's targets: {scrape_targets(metrics_path)}") from None
     assert len(idle) == 1, idle
     assert next(iter(idle.values())) < TARGET_IN_FLIGHT_PER_POD, idle
 
