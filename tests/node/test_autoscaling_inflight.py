@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from modeldeploy_devenv.custom_metrics import CUSTOM_METRICS_GROUP, CustomMetrics, custom_metrics
+from modeldeploy_devenv.node import REAL_NODE_NAME
 from modeldeploy_operator.constants import (
     API_VERSION,
     KIND,
@@ -168,7 +169,9 @@ class Timeline:
 @pytest.fixture(scope="module")
 def metrics_path(real_node: RealNode, node_namespace: str) -> Iterator[CustomMetrics]:
     """Prometheus scraping the tier's namespace, and the adapter with the chart's rules file."""
-    with custom_metrics(real_node.directory, [node_namespace], PORT_METRICS_NAME, RULES_FILE) as running:
+    with custom_metrics(
+        real_node.directory, [node_namespace], PORT_METRICS_NAME, RULES_FILE, REAL_NODE_NAME
+    ) as running:
         yield running
 
 

@@ -55,8 +55,11 @@ class CustomMetrics:
     adapter_port: int
 
 
-def prometheus_config(server: str, pki: Pki, namespaces: list[str], port_name: str) -> dict[str, Any]:
-    """One scrape job: every container port named ``port_name`` of the pods in ``namespaces``."""
+def prometheus_config(
+    server: str, pki: Pki, namespaces: list[str], port_name: str, node: str
+) -> dict[str, Any]:
+    """One scrape job: every container port named ``port_name`` of the pods in ``namespaces`` that
+    run on ``node`` (the real node: kwok's pods have addresses that lead nowhere)."""
     meta = "__meta_kubernetes_"
     return {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
@@ -82,6 +85,7 @@ def prometheus_config(server: str, pki: Pki, namespaces: list[str], port_name: s
                         "action": "keep",
                     },
                     {"source_labels": [f"{meta}pod_phase"], "regex": "Running", "action": "keep"},
+                    {"source_labels": [f"{meta}pod_node_name"], "regex": node, "action": "keep"},
                     {"source_labels": [f"{meta}namespace"], "target_label": "namespace"},
                     {"source_labels": [f"{meta}pod_name"], "target_label": "pod"},
                     {"source_labels": [f"{meta}pod_container_name"], "target_label": "container"},
@@ -156,10 +160,10 @@ def _forget(directory: Path, names: list[str]) -> None:
 
 @contextlib.contextmanager
 def custom_metrics(
-    directory: Path, namespaces: list[str], port_name: str, rules_file: Path
+    directory: Path, namespaces: list[str], port_name: str, rules_file: Path, node: str
 ) -> Iterator[CustomMetrics]:
-    """Prometheus scraping ``namespaces`` and prometheus-adapter serving ``rules_file``, registered
-    on the control plane in ``directory``; everything is removed again on exit."""
+    """Prometheus scraping the pods of ``namespaces`` on ``node`` and prometheus-adapter serving
+    ``rules_file``, registered on the control plane in ``directory``; all removed again on exit."""
     binaries = require_custom_metrics_binaries()
     state = ClusterState.load(directory)
     if state is None:
@@ -171,7 +175,7 @@ def custom_metrics(
     prometheus_port, adapter_port = free_port(), free_port()
     prometheus_url = f"http://127.0.0.1:{prometheus_port}"
     config = work / "prometheus.yml"
-    config.write_text(json.dumps(prometheus_config(state.server, pki, namespaces, port_name), indent=2))
+    config.write_text(json.dumps(prometheus_config(state.server, pki, namespaces, port_name, node), indent=2))
     serving_cert, serving_key = work / "adapter.crt", work / "adapter.key"
     issue_serving_certificate(
         pki, ADAPTER_SERVICE, [f"{ADAPTER_SERVICE}.{ADAPTER_NAMESPACE}.svc"], serving_cert, serving_key
