@@ -26,17 +26,18 @@ MAX_REQUESTS = 200_000
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
 
 
-def infer_body() -> bytes:
+def infer_body(rows: int = 1) -> bytes:
     return json.dumps(
-        {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": IRIS_ROW}]}
+        {"inputs": [{"name": "input-0", "shape": [rows, 4], "datatype": "FP64", "data": IRIS_ROW * rows}]}
     ).encode()
 
 
-def predict(address: str, model: str, key: str) -> tuple[int, dict[str, Any]]:
-    """POST one V2 inference to ``address`` (host:port); return (status, JSON body or {})."""
+def predict(address: str, model: str, key: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
+    """POST one V2 inference (one row unless ``body`` says otherwise) to ``address`` (host:port);
+    return (status, JSON body or {})."""
     request = urllib.request.Request(
         f"http://{address}/v2/models/{model}/infer",
-        data=infer_body(),
+        data=body if body is not None else infer_body(),
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
     )
     try:
@@ -67,7 +68,8 @@ class LoadReport:
 
 
 class EndpointSliceLoad:
-    """``with EndpointSliceLoad(list_slices, port, model, key) as load: ...``; ``load.report``."""
+    """``with EndpointSliceLoad(list_slices, port, model, key) as load: ...``; ``load.report``.
+    Each of ``workers`` threads keeps one request of ``rows`` rows in flight."""
 
     def __init__(
         self,
@@ -75,13 +77,16 @@ class EndpointSliceLoad:
         port: int,
         model: str,
         key: str,
+        *,
         workers: int = 2,
+        rows: int = 1,
     ) -> None:
         self._list_slices = list_slices
         self._port = port
         self._model = model
         self._key = key
         self._workers = workers
+        self._body = infer_body(rows)
         self._addresses: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -113,7 +118,7 @@ class EndpointSliceLoad:
                 continue
             address = addresses[turn % len(addresses)]
             try:
-                status, body = predict(address, self._model, self._key)
+                status, body = predict(address, self._model, self._key, self._body)
                 outcome = None if status == 200 else f"{address}: HTTP {status}"
             except OSError as error:
                 status, body, outcome = 0, {}, f"{address}: {error}"

@@ -27,6 +27,8 @@ from modeldeploy_devenv.versions import (
     KUBERNETES_VERSION,
     KWOK_VERSION,
     METRICS_SERVER_VERSION,
+    PROMETHEUS_ADAPTER_VERSION,
+    PROMETHEUS_VERSION,
 )
 
 GO_BUILT = (*KUBERNETES_COMMANDS, "kwok", "helm")
@@ -42,10 +44,18 @@ def cache_root() -> Path:
     return Path(base) / "modeldeploy"
 
 
+# Binaries whose version is not Kubernetes' (the cache directory is named after it).
+OWN_VERSIONS = {
+    "kwok": KWOK_VERSION,
+    "helm": HELM_VERSION,
+    "metrics-server": METRICS_SERVER_VERSION,
+    "prometheus": PROMETHEUS_VERSION,
+    "prometheus-adapter": PROMETHEUS_ADAPTER_VERSION,
+}
+
+
 def cache_dir(name: str) -> Path:
-    version = {"kwok": KWOK_VERSION, "helm": HELM_VERSION, "metrics-server": METRICS_SERVER_VERSION}.get(
-        name, KUBERNETES_VERSION
-    )
+    version = OWN_VERSIONS.get(name, KUBERNETES_VERSION)
     return cache_root() / "bin" / f"{name}-{version}"
 
 

@@ -296,13 +296,22 @@ def _start_etcd_and_apiserver(launcher: _Launcher, directory: Path, pki: Pki, po
         "--service-cluster-ip-range=10.0.0.0/16", f"--feature-gates={APISERVER_FEATURE_GATES}", "--endpoint-reconciler-type=none", "--max-requests-inflight=2000",
         "--max-mutating-requests-inflight=1000", "--profiling=false", "--v=0",
         "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",  # as OpenShift: blockOwnerDeletion needs finalizers RBAC
-        # The aggregation layer (metrics.k8s.io, custom.metrics.k8s.io): the API server proxies with the
-        # front-proxy client certificate, and aggregated servers trust what it asserts in these headers.
-        f"--requestheader-client-ca-file={pki.ca_cert}", f"--requestheader-allowed-names={FRONT_PROXY_CLIENT_NAME}",
+        *_aggregation_layer_flags(pki),
+    ])  # fmt: skip
+
+
+def _aggregation_layer_flags(pki: Pki) -> list[str]:
+    """The aggregation layer, so extension API servers (custom.metrics.k8s.io from prometheus-adapter)
+    can be registered as APIServices: the client certificate the API server proxies with, and the
+    request-header settings it publishes in kube-system/extension-apiserver-authentication."""
+    return [
+        f"--requestheader-client-ca-file={pki.front_proxy_ca_cert}",
+        f"--requestheader-allowed-names={FRONT_PROXY_CLIENT_NAME}",
         "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
         "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-        f"--proxy-client-cert-file={pki.front_proxy_cert}", f"--proxy-client-key-file={pki.front_proxy_key}",
-    ])  # fmt: skip
+        f"--proxy-client-cert-file={pki.front_proxy_client_cert}",
+        f"--proxy-client-key-file={pki.front_proxy_client_key}",
+    ]  # fmt: skip
 
 
 def _start_controllers(

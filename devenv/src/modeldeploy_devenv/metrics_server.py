@@ -13,7 +13,6 @@ certificate is self-signed, so it is not verified (``--kubelet-insecure-tls``, l
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import shutil
 import subprocess
@@ -22,14 +21,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
-
 from modeldeploy_devenv.assets import AssetError, _go_install, cache_dir, find_binary
 from modeldeploy_devenv.cluster import kubectl
-from modeldeploy_devenv.pki import FRONT_PROXY_CLIENT_NAME, _issue, _name, _write_key, pki_paths
+from modeldeploy_devenv.pki import FRONT_PROXY_CLIENT_NAME, issue_serving_certificate, pki_paths
 from modeldeploy_devenv.polling import wait_until
 from modeldeploy_devenv.processes import free_port, stop_process
 from modeldeploy_devenv.versions import METRICS_SERVER_VERSION
@@ -64,29 +58,10 @@ def require_metrics_server() -> Path:
 
 
 def _serving_certificate(directory: Path) -> tuple[Path, Path]:
-    """A serving certificate from the cluster CA for the names the aggregator checks."""
-    pki = pki_paths(directory / "pki")
-    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
-    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
-    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        raise AssetError(f"the cluster CA key {pki.ca_key} is not an EC key")
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = [
-        x509.DNSName(f"{SERVICE}.{NAMESPACE}.svc"),
-        x509.DNSName("localhost"),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-    ]
-    cert = _issue(
-        _name(SERVICE),
-        public_key=key.public_key(),
-        ca_cert=ca_cert,
-        ca_key=ca_key,
-        usage=ExtendedKeyUsageOID.SERVER_AUTH,
-        sans=sans,
-    )
+    """A serving certificate from the cluster CA for the name the aggregator checks."""
     cert_path, key_path = directory / "metrics-server.crt", directory / "metrics-server.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(key_path, key)
+    names = [f"{SERVICE}.{NAMESPACE}.svc", "localhost"]
+    issue_serving_certificate(pki_paths(directory / "pki"), SERVICE, names, cert_path, key_path)
     return cert_path, key_path
 
 
@@ -147,7 +122,7 @@ def start_metrics_server(cluster_directory: Path, kubeconfig: str, timeout: floa
                 f"--tls-cert-file={cert}", f"--tls-private-key-file={key}",
                 f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
                 f"--authorization-kubeconfig={kubeconfig}",
-                f"--requestheader-client-ca-file={pki.ca_cert}",
+                f"--requestheader-client-ca-file={pki.front_proxy_ca_cert}",
                 f"--requestheader-allowed-names={FRONT_PROXY_CLIENT_NAME}",
                 f"--kubelet-client-certificate={pki.admin_cert}", f"--kubelet-client-key={pki.admin_key}",
                 "--kubelet-insecure-tls", "--kubelet-preferred-address-types=InternalIP",

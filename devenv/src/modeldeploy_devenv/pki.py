@@ -1,6 +1,7 @@
 """Certificates for one control-plane run: a CA, the API server's serving certificate, an admin
-client certificate (``system:masters``), the aggregation layer's front-proxy client certificate and
-the service-account signing key. Made fresh per run."""
+client certificate (``system:masters``) and the service-account signing key; for the aggregation
+layer, a front-proxy CA of its own and the client certificate the API server presents to extension
+API servers (metrics adapters). Made fresh per run."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = datetime.timedelta(days=7)
+FRONT_PROXY_CLIENT_NAME = "front-proxy-client"
 
 
 @dataclass(frozen=True)
@@ -27,13 +29,9 @@ class Pki:
     admin_key: Path
     service_account_key: Path
     service_account_pub: Path
-    # The API server's client certificate towards aggregated API servers (metrics-server, adapters);
-    # they trust it through --requestheader-client-ca-file (the CA) and FRONT_PROXY_CLIENT_NAME.
-    front_proxy_cert: Path
-    front_proxy_key: Path
-
-
-FRONT_PROXY_CLIENT_NAME = "front-proxy-client"
+    front_proxy_ca_cert: Path
+    front_proxy_client_cert: Path
+    front_proxy_client_key: Path
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
@@ -89,20 +87,20 @@ def pki_paths(directory: Path) -> Pki:
         admin_key=directory / "admin.key",
         service_account_key=directory / "sa.key",
         service_account_pub=directory / "sa.pub",
-        front_proxy_cert=directory / "front-proxy-client.crt",
-        front_proxy_key=directory / "front-proxy-client.key",
+        front_proxy_ca_cert=directory / "front-proxy-ca.crt",
+        front_proxy_client_cert=directory / "front-proxy-client.crt",
+        front_proxy_client_key=directory / "front-proxy-client.key",
     )
 
 
-def create_pki(directory: Path) -> Pki:
-    directory.mkdir(parents=True, exist_ok=True)
+def _create_ca(common_name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("modeldeploy-local-ca"))
-        .issuer_name(_name("modeldeploy-local-ca"))
-        .public_key(ca_key.public_key())
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + VALIDITY)
@@ -121,8 +119,14 @@ def create_pki(directory: Path) -> Pki:
             ),
             critical=True,
         )
-        .sign(ca_key, hashes.SHA256())
+        .sign(key, hashes.SHA256())
     )
+    return cert, key
+
+
+def create_pki(directory: Path) -> Pki:
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_cert, ca_key = _create_ca("modeldeploy-local-ca")
     serving_key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = [
         x509.DNSName("localhost"),
@@ -146,15 +150,18 @@ def create_pki(directory: Path) -> Pki:
         ca_key=ca_key,
         usage=ExtendedKeyUsageOID.CLIENT_AUTH,
     )
+    service_account_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    # The aggregation layer: extension API servers trust user headers only from a client certificate
+    # of this CA with this name (kube-apiserver's --requestheader-* flags).
+    front_proxy_ca_cert, front_proxy_ca_key = _create_ca("modeldeploy-front-proxy-ca")
     front_proxy_key = ec.generate_private_key(ec.SECP256R1())
     front_proxy_cert = _issue(
         _name(FRONT_PROXY_CLIENT_NAME),
         public_key=front_proxy_key.public_key(),
-        ca_cert=ca_cert,
-        ca_key=ca_key,
+        ca_cert=front_proxy_ca_cert,
+        ca_key=front_proxy_ca_key,
         usage=ExtendedKeyUsageOID.CLIENT_AUTH,
     )
-    service_account_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     pki = pki_paths(directory)
     pem = serialization.Encoding.PEM
@@ -164,10 +171,32 @@ def create_pki(directory: Path) -> Pki:
     _write_key(pki.serving_key, serving_key)
     pki.admin_cert.write_bytes(admin_cert.public_bytes(pem))
     _write_key(pki.admin_key, admin_key)
-    pki.front_proxy_cert.write_bytes(front_proxy_cert.public_bytes(pem))
-    _write_key(pki.front_proxy_key, front_proxy_key)
     _write_key(pki.service_account_key, service_account_key)
     pki.service_account_pub.write_bytes(
         service_account_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
+    pki.front_proxy_ca_cert.write_bytes(front_proxy_ca_cert.public_bytes(pem))
+    pki.front_proxy_client_cert.write_bytes(front_proxy_cert.public_bytes(pem))
+    _write_key(pki.front_proxy_client_key, front_proxy_key)
     return pki
+
+
+def issue_serving_certificate(
+    pki: Pki, common_name: str, dns_names: list[str], cert_path: Path, key_path: Path
+) -> None:
+    """A serving certificate from the cluster CA (for an extension API server the aggregator calls)."""
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"the cluster CA key {pki.ca_key} is not an EC key")
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _issue(
+        _name(common_name),
+        public_key=key.public_key(),
+        ca_cert=ca_cert,
+        ca_key=ca_key,
+        usage=ExtendedKeyUsageOID.SERVER_AUTH,
+        sans=[x509.DNSName(name) for name in dns_names],
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(key_path, key)

@@ -113,9 +113,10 @@ SUFFIX_APIKEYS: Final = "-apikeys"
 SUFFIX_CLIENT: Final = "-client-"
 
 # Autoscaling. The runtime's metrics (runtime/…/serving/metrics.py) as Prometheus stores them, and the
-# names a custom-metrics adapter (prometheus-adapter; its rule is shipped with the chart) serves them
-# under on custom.metrics.k8s.io, which the HorizontalPodAutoscaler's Pods metrics ask for. The KEDA
-# ScaledObject queries Prometheus for the same series. One place, so the adapter's rule agrees.
+# names a custom-metrics adapter serves them under on custom.metrics.k8s.io, which the
+# HorizontalPodAutoscaler's Pods metrics ask for (prometheus-adapter's rules ship with the chart:
+# charts/modeldeploy/autoscaling/prometheus-adapter-rules.yaml). The KEDA ScaledObject queries
+# Prometheus for the same series. One place, so the adapter's rule agrees.
 METRIC_INFLIGHT_REQUESTS: Final = "modeldeploy_inflight_requests"  # gauge; the adapter keeps the name
 METRIC_REQUESTS_TOTAL: Final = "modeldeploy_requests_total"  # counter, as Prometheus stores it
 METRIC_REQUESTS_PER_SECOND: Final = "modeldeploy_requests_per_second"  # the adapter's rate of the counter
