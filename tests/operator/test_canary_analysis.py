@@ -1,11 +1,16 @@
 """The canary analysis against real runtime processes on loopback: the operator's scraper reads
 their ``/metrics`` with prometheus-client's parser, and the verdict comes from what they really
-counted. Also measures what the analysis costs: one round of scrapes of 10 runtimes."""
+counted. The Prometheus source (``MODELDEPLOY_CANARY_PROMETHEUS_URL``) is checked against a real
+Prometheus (built from its Go module) scraping the same runtimes. Also measures what the analysis
+costs: one round of scrapes of 10 runtimes."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +20,13 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from modeldeploy_operator.analysis import Verdict, judge, measure
-from modeldeploy_operator.canary import CANARY, STABLE
-from modeldeploy_operator.canary_metrics import PodScraper
+from modeldeploy_devenv.custom_metrics_assets import PROMETHEUS, require_custom_metrics_binaries
+from modeldeploy_operator.analysis import PodCounters, Verdict, judge, measure
+from modeldeploy_operator.canary import CANARY, STABLE, Samples
+from modeldeploy_operator.canary_metrics import PodScraper, PrometheusSource, SampleError
 from modeldeploy_operator.rollout_spec import CanaryAnalysis
 from tests.runtime.conftest import IRIS_ROW, RuntimeProcess, launch_runtime
+from tests.support import free_port, stop_process, wait_until
 
 ANALYSIS = CanaryAnalysis.model_validate({"minRequests": 20, "maxErrorRatio": 0.05, "maxLatencyRatio": 1.5})
 
@@ -138,3 +145,71 @@ def test_scraping_ten_runtimes_costs_little(
     assert all(c.requests == 3 for side in samples.values() for c in side.values())
     print(f"\nscrape+parse of 10 runtimes: {per_round * 1000:.1f} ms per analysis round")
     assert per_round < 2.0
+
+
+@contextmanager
+def _prometheus_scraping(pods: list[dict[str, Any]], directory: Path) -> Iterator[str]:
+    """A real Prometheus scraping each pod's metrics port every second, labelled as the
+    ServiceMonitor's scrape would label it (namespace, pod); yields its URL."""
+    targets = [
+        {
+            "targets": [f"127.0.0.1:{pod['spec']['containers'][0]['ports'][0]['containerPort']}"],
+            "labels": {"namespace": "ml", "pod": pod["metadata"]["name"]},
+        }
+        for pod in pods
+    ]
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": "runtimes", "static_configs": targets}],
+    }
+    (directory / "prometheus.yml").write_text(json.dumps(config))
+    port = free_port()
+    process = subprocess.Popen(
+        [str(require_custom_metrics_binaries()[PROMETHEUS]), f"--config.file={directory / 'prometheus.yml'}",
+         f"--storage.tsdb.path={directory / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        ready = lambda: httpx.get(f"{url}/-/ready").status_code == 200  # noqa: E731
+        wait_until("Prometheus ready", ready, 60, retrying=(httpx.HTTPError,))
+        yield url
+    finally:
+        stop_process(process)
+
+
+def _comparable(samples: Samples) -> dict[str, dict[str, tuple[float, float, dict[float, float]]]]:
+    """Counters by side and pod, bucket bounds as numbers (Prometheus 3 writes ``le`` as floats)."""
+    return {
+        side: {
+            pod: (c.requests, c.errors, {float(le): count for le, count in c.buckets.items()})
+            for pod, c in pods.items()
+        }
+        for side, pods in samples.items()
+    }
+
+
+def test_prometheus_gives_the_counters_the_pods_give(
+    models: dict[str, Path], runtimes: list[RuntimeProcess], tmp_path: Path
+) -> None:
+    stable, canary, pods = stable_and_canary(models, runtimes, tmp_path, "bad")
+    predict(stable, 30)
+    predict(canary, 20)
+    scraped = PodScraper().sample("ml", "iris", pods)
+    with _prometheus_scraping(pods, tmp_path) as url:
+        source = PrometheusSource(url)
+
+        def same_as_scraped() -> bool:
+            try:
+                return _comparable(source.sample("ml", "iris", pods)) == _comparable(scraped)
+            except SampleError:  # no series of the canary yet
+                return False
+
+        wait_until("Prometheus's counters to equal the pods' own", same_as_scraped, 60)
+        queried = source.sample("ml", "iris", pods)
+    assert queried[CANARY]["iris-canary-def-1"].errors == 20  # every canary answer was a rejection
+    empty = {side: {pod: PodCounters() for pod in counters} for side, counters in queried.items()}
+    verdict, message = judge(
+        measure(queried[CANARY], queried[STABLE], empty[CANARY], empty[STABLE]), ANALYSIS
+    )
+    assert verdict is Verdict.FAIL, message
