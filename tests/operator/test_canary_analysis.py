@@ -189,6 +189,7 @@ def _comparable(samples: Samples) -> dict[str, dict[str, tuple[float, float, dic
     }
 
 
+@pytest.mark.slow  # builds Prometheus from its Go module the first time
 def test_prometheus_gives_the_counters_the_pods_give(
     models: dict[str, Path], runtimes: list[RuntimeProcess], tmp_path: Path
 ) -> None:
