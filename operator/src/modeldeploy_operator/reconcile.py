@@ -167,6 +167,18 @@ class Reconciler:
         outcome.writes += 1
         return stored
 
+    def _apply_optional(self, resource: Resource, obj: dict[str, Any], outcome: Outcome) -> bool:
+        """Apply a child of an optional API; False (and the API forgotten) when its CRD went away
+        between discovery and the apply."""
+        try:
+            self._apply(obj, outcome)
+        except KubeError as error:
+            if error.status != 404:
+                raise
+            self.apis.forget(resource)
+            return False
+        return True
+
     def _delete(self, resource: Resource, namespace: str, name: str, outcome: Outcome) -> None:
         self.kube.delete(resource, namespace, name)
         self.store.remove(resource, namespace, name)
@@ -460,14 +472,8 @@ class Reconciler:
         writable, observed = self._child(md, resource, md.name, outcome)
         if not writable:
             return Autoscaler.NAME_CONFLICT
-        if needs_apply(desired, observed):
-            try:
-                self._apply(desired, outcome)
-            except KubeError as error:
-                if error.status != 404:
-                    raise
-                self.apis.forget(resource)  # the CRD went away between discovery and apply
-                return Autoscaler.UNAVAILABLE
+        if needs_apply(desired, observed) and not self._apply_optional(resource, desired, outcome):
+            return Autoscaler.UNAVAILABLE
         return Autoscaler.APPLIED
 
     def _reconcile_certificate(self, md: ModelDeployment, outcome: Outcome) -> None:
@@ -481,12 +487,7 @@ class Reconciler:
             return
         writable, observed = self._child(md, CERTIFICATE, md.name, outcome)
         if writable and needs_apply(desired, observed):
-            try:
-                self._apply(desired, outcome)
-            except KubeError as error:
-                if error.status != 404:
-                    raise
-                self.apis.forget(CERTIFICATE)  # the CRD went away between discovery and apply
+            self._apply_optional(CERTIFICATE, desired, outcome)
 
     def _reconcile_service_monitor(self, md: ModelDeployment, outcome: Outcome) -> Monitoring:
         enabled = md.spec.monitoring.service_monitor.enabled
@@ -499,12 +500,6 @@ class Reconciler:
         writable, observed = self._child(md, SERVICE_MONITOR, md.name, outcome)
         if not writable:
             return Monitoring.NAME_CONFLICT
-        if needs_apply(desired, observed):
-            try:
-                self._apply(desired, outcome)
-            except KubeError as error:
-                if error.status != 404:
-                    raise
-                self.apis.forget(SERVICE_MONITOR)  # the CRD went away between discovery and apply
-                return Monitoring.CRD_MISSING
+        if needs_apply(desired, observed) and not self._apply_optional(SERVICE_MONITOR, desired, outcome):
+            return Monitoring.CRD_MISSING
         return Monitoring.APPLIED
