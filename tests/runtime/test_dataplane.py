@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from modeldeploy_runtime.serving.dataplane import DataPlane, NotStartedError
+from modeldeploy_runtime.serving.dataplane import INLINE_AFTER_CHEAP_CALLS, DataPlane, NotStartedError
 from modeldeploy_runtime.serving.model import PREDICT, PREDICT_PROBA, InputError, load_model
 from tests.runtime.conftest import IRIS_ROW, sha256_file
 
@@ -103,3 +104,49 @@ def test_description_tells_the_protocols_what_they_need(models: dict[str, Path])
     assert description.classes == [0, 1, 2]
     assert description.estimator_type == "LogisticRegression"
     assert len(description.sha256) == 64
+
+
+def test_cheap_calls_move_to_the_event_loop_and_one_slow_call_moves_them_back(
+    models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where each batch ran, by the thread that recorded it: the predict thread until the model
+    has proven cheap, then the event loop's thread, and the predict thread again after a slow call."""
+    # "Cheap" here is under 20 ms, so a busy test machine cannot make a sleepless call look slow.
+    monkeypatch.setattr("modeldeploy_runtime.serving.dataplane.INLINE_CALL_SECONDS", 0.02)
+    path = models["slow"]  # SlowClassifier sleeps for the first feature's value, in seconds
+    model = load_model(
+        path,
+        name="slow",
+        version="v1",
+        model_format="joblib",
+        expected_sha256=sha256_file(path),
+        trusted_types=[],
+    )
+    threads: list[str] = []
+    dataplane = DataPlane(
+        model,
+        batch_max_size=64,
+        batch_max_delay_ms=0.0,
+        on_batch=lambda rows, _: threads.append(threading.current_thread().name),
+    )
+    cheap, slow = np.zeros((1, 2)), np.asarray([[0.05, 0.0]])
+
+    async def scenario() -> str:
+        await dataplane.start()
+        try:
+            for row in [cheap] * (INLINE_AFTER_CHEAP_CALLS + 3) + [slow, cheap]:
+                await dataplane.infer(row, frozenset((PREDICT,)))
+            return threading.current_thread().name
+        finally:
+            await dataplane.stop()
+
+    loop_thread = asyncio.run(scenario())
+    proving, proven, after_slow = (
+        threads[:INLINE_AFTER_CHEAP_CALLS],
+        threads[INLINE_AFTER_CHEAP_CALLS:-2],
+        threads[-2:],
+    )
+    assert all(name.startswith("predict") for name in proving), proving
+    assert proven == [loop_thread] * 3, proven
+    assert after_slow[0] == loop_thread  # nothing foretold the slow call ...
+    assert after_slow[1].startswith("predict")  # ... but the next call after it leaves the loop

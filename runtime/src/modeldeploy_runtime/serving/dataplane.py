@@ -2,11 +2,20 @@
 
 Requests from any protocol become (rows, outputs) pairs queued to one batcher per worker. The
 batcher takes everything that queued up while the previous batch ran (up to
-``batch_max_size`` rows) and predicts it in one call on a dedicated thread: at concurrency 1 a
-request is predicted at once, under load batches grow by themselves, and a 64-row predict costs
-about as much as a 1-row one for small scikit-learn models. A batch smaller than the previous
-one waits a little for its stragglers (see ``_fill``). If a batch fails, its requests are
-retried one by one, so one bad request never fails its neighbours.
+``batch_max_size`` rows) and predicts it in one call: at concurrency 1 a request is predicted at
+once, under load batches grow by themselves, and a 64-row predict costs about as much as a 1-row
+one for small models. A batch smaller than the previous one waits a little for its stragglers
+(see ``_fill``). If a batch fails, its requests are retried one by one, so one bad request never
+fails its neighbours.
+
+Where a batch runs depends on what the model's calls have cost: on a dedicated predict thread,
+so the event loop keeps serving while a slow call (a scikit-learn forest: milliseconds) runs; on
+the event loop itself once the last ``INLINE_AFTER_CHEAP_CALLS`` calls each took less than
+``INLINE_CALL_SECONDS`` (ONNX, small linear models: tens of microseconds), because handing such a
+call to a thread and back costs more than the call (on a virtual machine with idle cores, each
+hand-off wakes a sleeping vCPU twice; see bench/README.md). One slow call sends the model back to
+the thread until it has proven cheap again, and a batch of more than ``batch_max_size`` rows always
+goes to the thread.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ log = logging.getLogger(__name__)
 
 
 _EWMA_WEIGHT = 0.2
+INLINE_CALL_SECONDS = 0.0005  # model calls proven cheaper than this run on the event loop ...
+INLINE_AFTER_CHEAP_CALLS = 32  # ... after this many such calls in a row
 _FILL_FRACTION = 0.25
 _FILL_POLL_SECONDS = 0.0001
 
@@ -38,6 +49,8 @@ class _Pending:
     future: asyncio.Future[dict[str, np.ndarray]] = field(repr=False)
 
 
+Results = dict[str, np.ndarray]
+Resolution = tuple["asyncio.Future[Results]", Results | None, BaseException | None]  # future, result, error
 BatchObserver = Callable[[int, dict[str, np.ndarray]], None]
 
 
@@ -69,6 +82,7 @@ class DataPlane:
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._call_seconds = 0.0  # moving average of one model call
+        self._cheap_calls = 0  # model calls in a row that took less than INLINE_CALL_SECONDS
         self._last_batch_requests = 1
         self._draining = False
 
@@ -132,16 +146,28 @@ class DataPlane:
             if not batch:
                 continue
             self._last_batch_requests = len(batch)
-            started = time.perf_counter()
             try:
-                await loop.run_in_executor(self._executor, self._predict_batch, batch)
-                elapsed = time.perf_counter() - started
-                self._call_seconds += (elapsed - self._call_seconds) * _EWMA_WEIGHT
+                if self._runs_inline(batch):
+                    resolutions, seconds = self._predict_batch(batch)
+                else:
+                    resolutions, seconds = await loop.run_in_executor(
+                        self._executor, self._predict_batch, batch
+                    )
             except Exception:  # a bug, not bad input: fail these requests, keep serving
                 log.exception("prediction failed")
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(RuntimeError("prediction failed"))
+                resolutions = [(pending.future, None, RuntimeError("prediction failed")) for pending in batch]
+            else:
+                self._call_seconds += (seconds - self._call_seconds) * _EWMA_WEIGHT
+                self._cheap_calls = self._cheap_calls + 1 if seconds < INLINE_CALL_SECONDS else 0
+            for resolution in resolutions:
+                _resolve(*resolution)
+
+    def _runs_inline(self, batch: list[_Pending]) -> bool:
+        """Whether this batch is cheap enough to predict on the event loop (see the module doc)."""
+        if self._cheap_calls < INLINE_AFTER_CHEAP_CALLS:
+            return False
+        rows: int = sum(pending.features.shape[0] for pending in batch)
+        return rows <= self._batch_max_size
 
     async def _fill(self, queue: asyncio.Queue[_Pending], batch: list[_Pending]) -> None:
         """Wait briefly for the requests that recent traffic says are about to arrive.
@@ -165,9 +191,9 @@ class DataPlane:
             self._take_more(queue, batch)
             rows = sum(pending.features.shape[0] for pending in batch)
 
-    def _predict_batch(self, batch: list[_Pending]) -> None:
-        """Runs on the predict thread; results are handed back to the event loop."""
-        loop = batch[0].future.get_loop()
+    def _predict_batch(self, batch: list[_Pending]) -> tuple[list[Resolution], float]:
+        """Each request's result or error, and the seconds the model calls took; runs on either thread."""
+        started = time.perf_counter()
         if len(batch) > 1:
             try:
                 outputs = frozenset().union(*(pending.outputs for pending in batch))
@@ -176,22 +202,26 @@ class DataPlane:
             except (InputError, ValueError, TypeError):
                 pass  # retried one by one below, so only the bad request fails
             else:
+                seconds = time.perf_counter() - started
                 self._observe(stacked.shape[0], results)
+                resolutions: list[Resolution] = []
                 start = 0
                 for pending in batch:
                     end = start + pending.features.shape[0]
                     part = {name: results[name][start:end] for name in pending.outputs}
-                    loop.call_soon_threadsafe(_resolve, pending.future, part, None)
+                    resolutions.append((pending.future, part, None))
                     start = end
-                return
+                return resolutions, seconds
+        resolutions = []
         for pending in batch:
             try:
                 results = self._model.run(pending.features, pending.outputs)
             except InputError as error:
-                loop.call_soon_threadsafe(_resolve, pending.future, None, error)
+                resolutions.append((pending.future, None, error))
             else:
                 self._observe(pending.features.shape[0], results)
-                loop.call_soon_threadsafe(_resolve, pending.future, results, None)
+                resolutions.append((pending.future, results, None))
+        return resolutions, (time.perf_counter() - started) / len(batch)
 
     def _observe(self, rows: int, results: dict[str, np.ndarray]) -> None:
         if self._on_batch is not None:
