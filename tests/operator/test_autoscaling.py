@@ -129,8 +129,8 @@ def test_the_runtime_exports_the_series_the_autoscalers_use() -> None:
         load_seconds=0.1,
     )
     metrics = RuntimeMetrics(model, batch_max_size=8)
-    metrics.inflight_now.inc()
     metrics.record_request("v2", 200, 0.01)
+    metrics.flush(inflight=1)
     samples = {
         sample.name: sample.labels for family in metrics.registry.collect() for sample in family.samples
     }

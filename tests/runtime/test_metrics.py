@@ -7,10 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from modeldeploy_runtime.serving.metrics import DURATION_BUCKETS, RuntimeMetrics
+from modeldeploy_runtime.serving.model import LoadedModel
 from tests.runtime.conftest import IRIS_ROW, RuntimeProcess, v2_body
+from tests.support import wait_until
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -55,6 +60,14 @@ def test_metrics_after_known_requests_with_two_workers(
         assert list(pool.map(v1_call, range(24))) == [200] * 24
         assert list(pool.map(bad_call, range(6))) == [400] * 6
 
+    def answered() -> float:
+        text = runtime.metrics()
+        return sum(v for (name, _), v in _samples(text).items() if name == "modeldeploy_requests_total")
+
+    # Each worker writes its counts every FLUSH_SECONDS.
+    wait_until(
+        "both workers to write their counts", lambda: answered() == 40 + 24 + 6, timeout=5, interval=0.05
+    )
     samples = _samples(runtime.metrics())
     assert _value(samples, "modeldeploy_requests_total", model="iris", protocol="v2", code="200") == 40
     assert _value(samples, "modeldeploy_requests_total", model="iris", protocol="v1", code="200") == 24
@@ -77,3 +90,67 @@ def test_metrics_after_known_requests_with_two_workers(
     assert sum(1 for count in served_by.values() if count > 0) >= 2, served_by
     # The metrics are only on the metrics port, not the inference port.
     assert runtime.client.get("/metrics").status_code == 404
+
+
+def _model(classes: list[int] | None) -> LoadedModel:
+    return LoadedModel(
+        estimator=None,
+        name="iris",
+        version="v1",
+        sha256="0" * 64,
+        model_format="onnx",
+        path=Path("/model.onnx"),
+        metadata=None,
+        warnings=[],
+        load_seconds=0.1,
+        classes=classes,
+    )
+
+
+def test_a_flush_exposes_exactly_what_one_observe_per_value_would() -> None:
+    """The buffered histogram writes prometheus-client's per-bucket values itself: this fails if
+    a new prometheus-client keeps them differently."""
+    seconds = [0.0, 0.0001, 0.0005, 0.0007, 0.003, 0.003, 0.2, 10.0, 12.5]
+    metrics = RuntimeMetrics(_model([0, 1, 2]), batch_max_size=8)
+    for value in seconds:
+        metrics.record_request("v2", 200, value)
+    metrics.record_batch(3, {"predict": np.asarray([2, 0, 2])})
+    metrics.record_batch(5, {"predict_proba": np.eye(3)[[1, 1, 1, 0, 2]]})
+    before = _samples(generate_latest(metrics.registry).decode())
+    assert _value(before, "modeldeploy_requests_total", model="iris", protocol="v2", code="200") == 0
+    metrics.flush(inflight=3)
+    ours = _samples(generate_latest(metrics.registry).decode())
+
+    registry = CollectorRegistry()
+    reference = Histogram(
+        "modeldeploy_request_duration_seconds",
+        "reference",
+        ["model", "protocol"],
+        buckets=DURATION_BUCKETS,
+        registry=registry,
+    )
+    for value in seconds:
+        reference.labels("iris", "v2").observe(value)
+    expected = {
+        key: value
+        for key, value in _samples(generate_latest(registry).decode()).items()
+        if not key[0].endswith("_created")
+    }
+    assert expected
+    for key, value in expected.items():
+        assert ours.get(key) == value, key
+    assert _value(ours, "modeldeploy_requests_total", model="iris", protocol="v2", code="200") == len(seconds)
+    assert _value(ours, "modeldeploy_inflight_requests", model="iris") == 3
+    assert _value(ours, "modeldeploy_batch_size_sum", model="iris") == 8
+    assert _value(ours, "modeldeploy_batch_size_bucket", model="iris", le="4.0") == 1
+    predicted = {
+        label: _value(ours, "modeldeploy_predictions_total", model="iris", version="v1", **{"class": label})
+        for label in "012"
+    }
+    assert predicted == {"0": 2, "1": 3, "2": 3}
+    metrics.flush(inflight=0)  # nothing new: counts stay, in-flight follows
+    again = _samples(generate_latest(metrics.registry).decode())
+    assert _value(again, "modeldeploy_requests_total", model="iris", protocol="v2", code="200") == len(
+        seconds
+    )
+    assert _value(again, "modeldeploy_inflight_requests", model="iris") == 0

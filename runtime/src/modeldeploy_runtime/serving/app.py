@@ -14,10 +14,9 @@ so the event loop keeps answering ``/v2/health/live`` meanwhile.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,13 @@ from modeldeploy_runtime.errors import RequestError
 from modeldeploy_runtime.serving.auth import UNAUTHORIZED_MESSAGE, Authenticator
 from modeldeploy_runtime.serving.body_decoding import BodyDecoder
 from modeldeploy_runtime.serving.dataplane import DataPlane, NotStartedError
-from modeldeploy_runtime.serving.metrics import PROTOCOL_NONE, PROTOCOL_V1, PROTOCOL_V2, RuntimeMetrics
+from modeldeploy_runtime.serving.metrics import (
+    FLUSH_SECONDS,
+    PROTOCOL_NONE,
+    PROTOCOL_V1,
+    PROTOCOL_V2,
+    RuntimeMetrics,
+)
 from modeldeploy_runtime.serving.model import PREDICT, InputError
 from modeldeploy_runtime.serving.protocols import v1, v2
 from modeldeploy_runtime.serving.settings import RuntimeSettings
@@ -115,6 +120,22 @@ class _BodyDeadline:
         self._timer.cancel()
 
 
+class _InferenceSlots:
+    """``limit`` slots for requests whose body has arrived; entering when none is free is a 503."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self.taken = 0
+
+    def __enter__(self) -> None:
+        if self.taken >= self._limit:
+            raise RequestError(503, "too many requests in flight; retry shortly")
+        self.taken += 1
+
+    def __exit__(self, *_: object) -> None:
+        self.taken -= 1
+
+
 class RuntimeApp:
     """Routes the V1 and V2 endpoints of one model onto a data plane."""
 
@@ -132,8 +153,8 @@ class RuntimeApp:
         self._metrics = metrics
         self._auth = authenticator
         self._model = dataplane.description
-        self._inflight = 0
-        self._max_inflight = settings.max_concurrency
+        self._slots = _InferenceSlots(settings.max_concurrency)
+        self._metrics_flusher: asyncio.Task[None] | None = None
         self._v2_model_prefix = f"/v2/models/{self._model.name}"
         self._v1_model_path = f"/v1/models/{self._model.name}"
         self._server_metadata = v2.server_metadata()
@@ -155,12 +176,24 @@ class RuntimeApp:
                     log.exception("warm-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
                     return
+                self._metrics_flusher = asyncio.create_task(self._flush_metrics(), name="metrics")
                 log.info("worker ready", extra={"model": self._model.name})
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self._dataplane.stop()
+                if self._metrics_flusher is not None:
+                    self._metrics_flusher.cancel()
+                self._metrics.flush(self._slots.taken)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _flush_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                self._metrics.flush(self._slots.taken)
+            except Exception:  # a metrics bug must not stop serving
+                log.exception("writing metrics failed")
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -199,19 +232,6 @@ class RuntimeApp:
             await _respond(send, 500, _error_body("internal error; see the server log"))
         finally:
             self._metrics.record_request(protocol, status, time.perf_counter() - started)
-
-    @contextlib.contextmanager
-    def _inference_slot(self) -> Iterator[None]:
-        """One of ``max_concurrency`` slots for a request whose body has arrived; 503 when none is free."""
-        if self._inflight >= self._max_inflight:
-            raise RequestError(503, "too many requests in flight; retry shortly")
-        self._inflight += 1
-        self._metrics.inflight_now.inc()
-        try:
-            yield
-        finally:
-            self._inflight -= 1
-            self._metrics.inflight_now.dec()
 
     def _authorise(self, scope: Scope) -> None:
         reason = self._auth.check(scope["headers"])
@@ -291,14 +311,14 @@ class RuntimeApp:
 
     async def _infer_v2(self, scope: Scope, receive: Receive) -> bytes:
         body = await self._body(scope, receive)
-        with self._inference_slot():
+        with self._slots:
             request = await self._decoder.decode(v2.parse_infer_request, body)
             results = await self._run(request.features, request.outputs)
             return v2.render_infer_response(self._model, request, results)
 
     async def _predict_v1(self, scope: Scope, receive: Receive) -> bytes:
         body = await self._body(scope, receive)
-        with self._inference_slot():
+        with self._slots:
             features = await self._decoder.decode(v1.parse_predict_request, body)
             results = await self._run(features, frozenset((PREDICT,)))
             return v1.render_predict_response(results[PREDICT])

@@ -117,12 +117,13 @@ class DataPlane:
         """Predict the requested outputs for a batch of rows.
 
         Raises NotStartedError before ``start()`` has finished, InputError for outputs the model
-        does not offer or rows it cannot take: the one place requests are checked against the model.
+        does not offer or rows it cannot take. Outputs and shapes are checked here, values (NaN,
+        infinity) once per batch, and per request only when the batch has a bad one.
         """
         if self._queue is None:
             raise NotStartedError("the model is not loaded yet")
         self._model.check_outputs(outputs)
-        self._model.check_features(features)
+        self._model.check_shape(features)
         future: asyncio.Future[dict[str, np.ndarray]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(features, outputs, future))
         return await future
@@ -198,6 +199,7 @@ class DataPlane:
             try:
                 outputs = frozenset().union(*(pending.outputs for pending in batch))
                 stacked = np.concatenate([pending.features for pending in batch])
+                self._model.check_values(stacked)
                 results = self._model.run(stacked, outputs)
             except (InputError, ValueError, TypeError):
                 pass  # retried one by one below, so only the bad request fails
@@ -215,6 +217,7 @@ class DataPlane:
         resolutions = []
         for pending in batch:
             try:
+                self._model.check_values(pending.features)
                 results = self._model.run(pending.features, pending.outputs)
             except InputError as error:
                 resolutions.append((pending.future, None, error))

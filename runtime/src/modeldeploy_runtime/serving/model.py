@@ -207,14 +207,17 @@ class LoadedModel:
                 f"unknown output {sorted(unknown)[0]!r}; this model offers {', '.join(self.outputs)}"
             )
 
-    def check_features(self, features: np.ndarray) -> None:
-        """Raises InputError when the rows are not what the model takes."""
+    def check_shape(self, features: np.ndarray) -> None:
+        """Raises InputError when the rows do not have the shape the model takes."""
         if features.ndim != 2:
             raise InputError(f"expected a 2-D batch of rows, got {features.ndim} dimensions")
         if features.shape[0] == 0:
             raise InputError("empty batch: expected at least one row")
         if self.n_features is not None and features.shape[1] != self.n_features:
             raise InputError(f"expected {self.n_features} features per row, got {features.shape[1]}")
+
+    def check_values(self, features: np.ndarray) -> None:
+        """Raises InputError for NaN or infinity where the model cannot take them."""
         if features.dtype.kind in "fc" and not self.allow_nan and not np.isfinite(features).all():
             raise InputError("features contain NaN or infinity, which this model cannot take")
 
