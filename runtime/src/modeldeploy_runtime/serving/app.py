@@ -4,8 +4,9 @@ A raw ASGI callable keeps the per-request cost to one route lookup, one JSON dec
 encode (orjson), with no request-model objects. ``create_app`` is the only constructor.
 
 An inference request is bounded at each step: the API key is checked before the body is read;
-the body must arrive whole within ``body_timeout_seconds`` (else 408) and within
-``max_body_bytes`` (else 413); only then does it take one of ``max_concurrency`` slots (else 503),
+the body must arrive whole within ``body_timeout_seconds`` (else 408, from the HTTP protocol in
+``http_deadlines``) and within ``max_body_bytes`` (else 413); only then does it take one of
+``max_concurrency`` slots (else 503),
 so clients trickling their bodies hold no slot. A body larger than ``json_offload_bytes`` is
 decoded by :class:`~modeldeploy_runtime.serving.body_decoding.BodyDecoder` in a helper process,
 so the event loop keeps answering ``/v2/health/live`` meanwhile.
@@ -47,7 +48,7 @@ Send = Callable[[Message], Awaitable[None]]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _LIVE_BODY = b'{"live":true}'
 _RETRY_AFTER_SECONDS = b"1"
-_CLOSING_STATUSES = frozenset({408, 413})  # the rest of the body may still be on its way
+_CLOSING_STATUSES = frozenset({413})  # the rest of the body may still be on its way
 
 
 class ClientDisconnectedError(Exception):
@@ -68,56 +69,27 @@ def _is_json_content_type(value: bytes | None) -> bool:
     return media == b"application/json" or media.endswith(b"+json")
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int, timeout: float) -> bytes:
-    """The whole body; 413 as soon as it is known to exceed ``limit`` (declared or streamed), 408
-    when it has not all arrived within ``timeout`` seconds."""
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole body; 413 as soon as it is known to exceed ``limit`` (declared or streamed).
+
+    How long the body may take is the HTTP protocol's deadline (``http_deadlines``), not this loop's.
+    """
     declared = _header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(413, f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes")
-    # A bare timer rather than asyncio.timeout(): this runs for every request, and the timer costs a
-    # third as much (bench/README.md).
-    deadline = _BodyDeadline(timeout)
     chunks: list[bytes] = []
     size = 0
-    try:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnectedError
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise RequestError(413, f"request body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-    except asyncio.CancelledError:
-        if deadline.expired():
-            raise RequestError(408, f"request body not received within {timeout:g} seconds") from None
-        raise
-    finally:
-        deadline.cancel()
-
-
-class _BodyDeadline:
-    """Cancels the current task after ``timeout`` seconds unless cancelled first."""
-
-    def __init__(self, timeout: float) -> None:
-        self._task = asyncio.current_task()
-        self._passed = False
-        self._timer = asyncio.get_running_loop().call_later(timeout, self._expire)
-
-    def _expire(self) -> None:
-        self._passed = True
-        if self._task is not None:
-            self._task.cancel()
-
-    def expired(self) -> bool:
-        """True when this deadline, and nothing else, cancelled the task; that cancellation is consumed."""
-        return self._passed and (self._task is None or self._task.uncancel() == 0)
-
-    def cancel(self) -> None:
-        self._timer.cancel()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnectedError
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 class _InferenceSlots:
@@ -306,8 +278,7 @@ class RuntimeApp:
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         if not _is_json_content_type(_header(scope, b"content-type")):
             raise RequestError(415, "expected Content-Type: application/json")
-        settings = self._settings
-        return await _read_body(scope, receive, settings.max_body_bytes, settings.body_timeout_seconds)
+        return await _read_body(scope, receive, self._settings.max_body_bytes)
 
     async def _infer_v2(self, scope: Scope, receive: Receive) -> bytes:
         body = await self._body(scope, receive)

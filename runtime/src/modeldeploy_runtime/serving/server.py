@@ -10,7 +10,6 @@ and exits 0 once every worker has drained.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -20,12 +19,12 @@ import time
 from types import FrameType
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from modeldeploy_runtime.errors import StartupError
 from modeldeploy_runtime.serving.auth import KeySource
 from modeldeploy_runtime.serving.body_decoding import BodyDecoder
 from modeldeploy_runtime.serving.factory import api_keys, build_app, load_configured_model
+from modeldeploy_runtime.serving.http_deadlines import deadline_protocol
 from modeldeploy_runtime.serving.metrics import RuntimeMetrics, forget_process, serve_metrics
 from modeldeploy_runtime.serving.model import LoadedModel
 from modeldeploy_runtime.serving.settings import RuntimeSettings
@@ -34,56 +33,6 @@ log = logging.getLogger(__name__)
 
 _RESTARTS_ALLOWED = 5
 _RESTART_WINDOW_SECONDS = 60.0
-_TIMEOUT_BODY = b'{"error":"request headers not received in time"}'
-_REQUEST_TIMEOUT_RESPONSE = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-    + b"content-length: "
-    + str(len(_TIMEOUT_BODY)).encode()
-    + b"\r\n\r\n"
-    + _TIMEOUT_BODY
-)
-
-
-def header_deadline_protocol(timeout: float) -> type[asyncio.Protocol]:
-    """uvicorn's httptools protocol, closing connections whose request headers are too slow."""
-
-    class HeaderDeadlineProtocol(HttpToolsProtocol):
-        _header_timer: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            super().connection_made(transport)  # type: ignore[arg-type]
-            self._arm_header_deadline()
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            if self._header_timer is None:
-                self._arm_header_deadline()
-
-        def on_headers_complete(self) -> None:
-            self._disarm_header_deadline()
-            super().on_headers_complete()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm_header_deadline()
-            super().connection_lost(exc)
-
-        def _arm_header_deadline(self) -> None:
-            self._header_timer = self.loop.call_later(timeout, self._header_deadline_passed)
-
-        def _disarm_header_deadline(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _header_deadline_passed(self) -> None:
-            self._header_timer = None
-            if not self.transport.is_closing():
-                client = self.client[0] if self.client else None
-                log.warning("request headers too slow; connection closed", extra={"client": client})
-                self.transport.write(_REQUEST_TIMEOUT_RESPONSE)
-                self.transport.close()
-
-    return HeaderDeadlineProtocol
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -111,7 +60,7 @@ def _run_worker(
     config = uvicorn.Config(
         serving.app,
         loop="uvloop",
-        http=header_deadline_protocol(settings.header_timeout_seconds),
+        http=deadline_protocol(settings.header_timeout_seconds, settings.body_timeout_seconds),
         lifespan="on",
         access_log=settings.access_log,
         log_config=None,
