@@ -107,18 +107,18 @@ def load_seconds(artifact: Path, model_format: str, repeat: int) -> float:
 
 
 @contextmanager
-def floor_server(workers: int, log_dir: Path) -> Iterator[Server]:
+def floor_server(workers: int, log_dir: Path, *, shared_socket: bool = False) -> Iterator[Server]:
     port = free_port()
     command = [
-        sys.executable, "-m", "uvicorn", "bench.floor_server:app", "--host", "127.0.0.1", "--port", str(port),
-        "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-        "--log-level", "warning",
+        sys.executable, "-m", "bench.floor_server", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(workers), *(["--shared-socket"] if shared_socket else []),
     ]  # fmt: skip
+    label = f"{FLOOR}(w={workers}{',shared' if shared_socket else ''})"
     log = (log_dir / f"floor-{port}.log").open("wb")
     process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True, cwd=REPO)
     try:
         ready = wait_ready(f"http://127.0.0.1:{port}/", process, 60, "floor server")
-        yield Server(f"{FLOOR}(w={workers})", port, f"/v2/models/{MODEL_NAME}/infer", process, ready)
+        yield Server(label, port, f"/v2/models/{MODEL_NAME}/infer", process, ready)
     finally:
         stop_process(process)
         log.close()
@@ -141,6 +141,7 @@ def bench_model(
             stack.enter_context(runtime_server(artifacts[SKLEARN], args.workers, log_dir, SKLEARN)),
             stack.enter_context(runtime_server(artifacts[ONNX], args.workers, log_dir, ONNX)),
             stack.enter_context(floor_server(args.workers, log_dir)),
+            stack.enter_context(floor_server(args.workers, log_dir, shared_socket=True)),
         ]
         if args.mlserver is not None:
             for config in args.mlserver_configs:
@@ -175,9 +176,10 @@ def _kind(label: str) -> str:
     return label.split("(", 1)[0]
 
 
-def _one(summary: Medians, kind: str) -> tuple[float, float, float] | None:
+def _fastest(summary: Medians, kind: str) -> tuple[float, float, float] | None:
+    """The medians of the configuration of ``kind`` with the most req/s (the floor has two)."""
     found = [value for label, value in summary.items() if _kind(label) == kind]
-    return found[0] if found else None
+    return max(found, key=lambda value: value[0]) if found else None
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> str:
@@ -233,7 +235,7 @@ def target_rows(summaries: dict[tuple[str, int], Medians]) -> list[str]:
         rows.append(f"| {target} | {shown} | {met} |")
 
     def rps(model: str, concurrency: int, kind: str) -> float | None:
-        found = _one(summaries.get((model, concurrency), {}), kind)
+        found = _fastest(summaries.get((model, concurrency), {}), kind)
         return found[0] if found else None
 
     for concurrency, goal in ((1, 10.0), (16, 2.0)):
@@ -243,7 +245,7 @@ def target_rows(summaries: dict[tuple[str, int], Medians]) -> list[str]:
     engines = [value for value in (rps("logreg", 16, ONNX), rps("logreg", 16, SKLEARN)) if value]
     floor = rps("logreg", 16, FLOOR)
     row(
-        "logreg c=16: better engine / floor req/s ≥ 0.5x",
+        "logreg c=16: better engine / faster floor req/s ≥ 0.5x",
         max(engines) / floor if engines and floor else None,
         0.5,
         True,
@@ -253,7 +255,7 @@ def target_rows(summaries: dict[tuple[str, int], Medians]) -> list[str]:
             continue
         peers = [value[2] for label, value in summary.items() if _kind(label) == MLSERVER]
         for kind in (SKLEARN, ONNX):
-            ours = _one(summary, kind)
+            ours = _fastest(summary, kind)
             value = ours[2] / min(peers) if ours and peers else None
             row(f"{model} c=16: {kind} p99 / MLServer best p99 ≤ 0.5x", value, 0.5, False)
     return rows

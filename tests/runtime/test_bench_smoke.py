@@ -66,7 +66,7 @@ def test_benchmark_smoke_run_against_mlserver() -> None:
 def _compiled_inference_smoke_run(*flags: str) -> str:
     """bench/compiled_inference.py: both engines, the floor and their load times, in a tiny run."""
     output = _bench_smoke("compiled_inference", *flags, timeout=300)
-    for server in ("sklearn(w=1)", "onnx(w=1)", "floor(w=1)"):
+    for server in ("sklearn(w=1)", "onnx(w=1)", "floor(w=1)", "floor(w=1,shared)"):
         assert f"| logreg | 1 | {server} |" in output
     assert "| logreg | onnx |" in output  # its load time
     return output

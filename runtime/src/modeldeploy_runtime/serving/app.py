@@ -129,6 +129,12 @@ class RuntimeApp:
         self._metrics_flusher: asyncio.Task[None] | None = None
         self._v2_model_prefix = f"/v2/models/{self._model.name}"
         self._v1_model_path = f"/v1/models/{self._model.name}"
+        # The paths nearly every request takes, looked up before any other routing.
+        self._inference_routes: dict[str, Callable[[Scope, Receive], Awaitable[bytes]]] = {
+            f"{self._v2_model_prefix}/infer": self._infer_v2,
+            f"{self._v2_model_prefix}/versions/{self._model.version}/infer": self._infer_v2,
+            f"{self._v1_model_path}:predict": self._predict_v1,
+        }
         self._server_metadata = v2.server_metadata()
         self._model_metadata = v2.model_metadata(self._model)
 
@@ -217,10 +223,15 @@ class RuntimeApp:
             raise RequestError(401, UNAUTHORIZED_MESSAGE)
 
     async def _route(self, scope: Scope, receive: Receive, method: str, path: str) -> tuple[int, bytes]:
+        infer = self._inference_routes.get(path)
+        if infer is not None:
+            _require(method, "POST")
+            self._authorise(scope)
+            return 200, await infer(scope, receive)
         if path.startswith(self._v2_model_prefix):
-            routed = await self._route_v2_model(scope, receive, method, path[len(self._v2_model_prefix) :])
+            routed = self._route_v2_model(scope, method, path[len(self._v2_model_prefix) :])
         elif path.startswith(self._v1_model_path):
-            routed = await self._route_v1_model(scope, receive, method, path[len(self._v1_model_path) :])
+            routed = self._route_v1_model(method, path[len(self._v1_model_path) :])
         elif path in ("/v2", "/v2/"):
             _require(method, "GET")
             routed = 200, self._server_metadata
@@ -237,9 +248,7 @@ class RuntimeApp:
             )
         raise RequestError(404, f"no such endpoint: {path!r}")
 
-    async def _route_v2_model(
-        self, scope: Scope, receive: Receive, method: str, rest: str
-    ) -> tuple[int, bytes] | None:
+    def _route_v2_model(self, scope: Scope, method: str, rest: str) -> tuple[int, bytes] | None:
         if rest.startswith("/versions/"):
             version, _, tail = rest[len("/versions/") :].partition("/")
             if version != self._model.version:
@@ -248,10 +257,6 @@ class RuntimeApp:
                     f"model {self._model.name!r} has no version {version!r}; it serves {self._model.version!r}",
                 )
             rest = "/" + tail if tail else ""
-        if rest == "/infer":
-            _require(method, "POST")
-            self._authorise(scope)
-            return 200, await self._infer_v2(scope, receive)
         if rest == "/ready":
             _require(method, "GET")
             ready = self._dataplane.is_ready()
@@ -262,13 +267,7 @@ class RuntimeApp:
             return 200, self._model_metadata
         return None
 
-    async def _route_v1_model(
-        self, scope: Scope, receive: Receive, method: str, rest: str
-    ) -> tuple[int, bytes] | None:
-        if rest == ":predict":
-            _require(method, "POST")
-            self._authorise(scope)
-            return 200, await self._predict_v1(scope, receive)
+    def _route_v1_model(self, method: str, rest: str) -> tuple[int, bytes] | None:
         if rest == "":
             _require(method, "GET")
             ready = self._dataplane.is_ready()

@@ -1,8 +1,8 @@
 """Process model of ``serve``: a supervisor that loads the model once and forks the workers.
 
 The supervisor verifies and loads the model (so a bad digest or an untrusted artifact stops the
-start before any socket is served), binds the port, then forks ``--workers`` processes that share
-the listening socket and the loaded model's memory. Each worker runs uvicorn (uvloop + httptools)
+start before any socket is served), binds the port (one listening socket per worker, see
+``listeners``), then forks ``--workers`` processes that share the loaded model's memory. Each worker runs uvicorn (uvloop + httptools)
 with the raw ASGI app, warms the model up, and only then reports ready. The supervisor serves the
 summed metrics of all workers, restarts a worker that dies, and on SIGTERM passes the signal on
 and exits 0 once every worker has drained.
@@ -20,11 +20,11 @@ from types import FrameType
 
 import uvicorn
 
-from modeldeploy_runtime.errors import StartupError
 from modeldeploy_runtime.serving.auth import KeySource
 from modeldeploy_runtime.serving.body_decoding import BodyDecoder
 from modeldeploy_runtime.serving.factory import api_keys, build_app, load_configured_model
 from modeldeploy_runtime.serving.http_deadlines import deadline_protocol
+from modeldeploy_runtime.serving.listeners import bind_listeners
 from modeldeploy_runtime.serving.metrics import RuntimeMetrics, forget_process, serve_metrics
 from modeldeploy_runtime.serving.model import LoadedModel
 from modeldeploy_runtime.serving.settings import RuntimeSettings
@@ -33,20 +33,6 @@ log = logging.getLogger(__name__)
 
 _RESTARTS_ALLOWED = 5
 _RESTART_WINDOW_SECONDS = 60.0
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as error:
-        sock.close()
-        raise StartupError(f"cannot listen on {host}:{port}: {error.strerror}") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _run_worker(
@@ -101,7 +87,11 @@ def _run_worker(
 
 
 def _fork_worker(
-    settings: RuntimeSettings, model: LoadedModel, keys: KeySource | None, sock: socket.socket
+    settings: RuntimeSettings,
+    model: LoadedModel,
+    keys: KeySource | None,
+    sock: socket.socket,
+    listeners: list[socket.socket],
 ) -> int:
     pid = os.fork()
     if pid:
@@ -110,6 +100,9 @@ def _fork_worker(
     try:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
+        for other in listeners:
+            if other is not sock:
+                other.close()  # the other workers' sockets: draining must not leave them open here
         code = _run_worker(settings, model, keys, sock)
     except BaseException:
         log.exception("worker crashed")
@@ -122,13 +115,17 @@ class Supervisor:
     """Keeps ``workers`` processes serving until SIGTERM/SIGINT, then waits for them to drain."""
 
     def __init__(
-        self, settings: RuntimeSettings, model: LoadedModel, keys: KeySource | None, sock: socket.socket
+        self,
+        settings: RuntimeSettings,
+        model: LoadedModel,
+        keys: KeySource | None,
+        listeners: list[socket.socket],
     ) -> None:
         self._settings = settings
         self._model = model
         self._keys = keys
-        self._sock = sock
-        self._workers: set[int] = set()
+        self._listeners = listeners
+        self._workers: dict[int, socket.socket] = {}  # pid -> its listening socket
         self._stopping = False
         self._restarts: list[float] = []
 
@@ -137,7 +134,8 @@ class Supervisor:
         self._stopping = True
         if first:
             log.info("stopping: draining workers", extra={"signal": signal.Signals(sig).name})
-            self._sock.close()  # our copy: new connections are refused once the workers close theirs
+            for sock in self._listeners:
+                sock.close()  # our copies: new connections are refused once the workers close theirs
         for pid in list(self._workers):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
@@ -145,8 +143,8 @@ class Supervisor:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
-        for _ in range(self._settings.workers):
-            self._workers.add(_fork_worker(self._settings, self._model, self._keys, self._sock))
+        for sock in self._listeners:
+            self._start_worker(sock)
         self._start_metrics()
         exit_code = 0
         while self._workers:
@@ -156,7 +154,7 @@ class Supervisor:
                 break
             if pid not in self._workers:
                 continue
-            self._workers.discard(pid)
+            sock = self._workers.pop(pid)
             forget_process(pid)
             code = os.waitstatus_to_exitcode(status)
             if self._stopping:
@@ -172,9 +170,13 @@ class Supervisor:
                 self._stop(signal.SIGTERM, None)
                 exit_code = 1
                 continue
-            self._workers.add(_fork_worker(self._settings, self._model, self._keys, self._sock))
+            self._start_worker(sock)  # the same socket: connections queued on it meanwhile are kept
         log.info("stopped", extra={"code": exit_code})
         return exit_code
+
+    def _start_worker(self, sock: socket.socket) -> None:
+        pid = _fork_worker(self._settings, self._model, self._keys, sock, self._listeners)
+        self._workers[pid] = sock
 
     def _start_metrics(self) -> None:
         if self._settings.metrics_port == 0:
@@ -205,11 +207,11 @@ def serve(settings: RuntimeSettings) -> int:
             "load_seconds": round(model.load_seconds, 4),
         },
     )
-    sock = bind_socket(settings.host, settings.port)
+    listeners = bind_listeners(settings.host, settings.port, settings.workers)
     RuntimeMetrics(model, batch_max_size=settings.batch_max_size).record_model()
     scheme = "https" if settings.tls else "http"
     log.info(
         "serving",
         extra={"url": f"{scheme}://{settings.host}:{settings.port}", "workers": settings.workers},
     )
-    return Supervisor(settings, model, keys, sock).run()
+    return Supervisor(settings, model, keys, listeners).run()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -50,8 +49,7 @@ def datatype_of(array: np.ndarray) -> str:
     return "BYTES"
 
 
-@dataclass(frozen=True)
-class InferRequest:
+class InferRequest(NamedTuple):  # built per request: a third of what a frozen dataclass costs
     features: np.ndarray
     outputs: frozenset[str]
     request_id: str | None
