@@ -49,11 +49,13 @@ from bench.runtime_vs_mlserver import (
     WRK_SCRIPT,
     Measurement,
     Server,
+    cpu_times,
     finish_measurement_args,
     measure_rounds,
     measurement_parser,
     mlserver_server,
     runtime_server,
+    stolen_share,
     wait_ready,
 )
 from modeldeploy_devenv.processes import free_port, stop_process
@@ -295,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             script.write_text(WRK_SCRIPT % BODY.decode())
         artifacts = package_models(directory / "packages", args.models)
         print(f"cores={os.cpu_count()} load={os.getloadavg()[0]:.1f} rounds={args.rounds}", flush=True)
+        started = cpu_times()
         for model in args.models:
             loads[model] = {
                 SKLEARN: load_seconds(artifacts[model][SKLEARN], "joblib", args.load_repeat),
@@ -302,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
             }
             results, _ = bench_model(model, artifacts[model], args, directory, script)
             all_results += results
-        print(f"load average after the run: {os.getloadavg()[0]:.1f}", flush=True)
+        print(
+            f"load average after the run: {os.getloadavg()[0]:.1f}; CPU time stolen by the hypervisor "
+            f"during it: {stolen_share(started, cpu_times())}",
+            flush=True,
+        )
     print(summarise(all_results, loads, args))
     if args.json:
         document: dict[str, Any] = {"measurements": [asdict(r) for r in all_results], "load_seconds": loads}

@@ -132,6 +132,25 @@ def python_load(port: int, path: str, concurrency: int, requests: int) -> tuple[
     return uvloop.run(_drive(port, path, concurrency, requests))
 
 
+def cpu_times() -> tuple[int, int]:
+    """(stolen, total) CPU time of this machine so far, in clock ticks, from /proc/stat (0, 0 elsewhere).
+
+    On a virtual machine, "steal" is time the hypervisor gave this machine's vCPUs to others: a run
+    with much of it measured a machine slower than its cores say, and unevenly so between servers.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0, 0
+    ticks = [int(value) for value in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return ticks[7], sum(ticks)
+
+
+def stolen_share(before: tuple[int, int], after: tuple[int, int]) -> str:
+    total = after[1] - before[1]
+    return f"{(after[0] - before[0]) / total:.0%}" if total > 0 else "n/a"
+
+
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.body = '%s'
