@@ -10,12 +10,17 @@ fails its neighbours.
 
 Where a batch runs depends on what the model's calls have cost: on a dedicated predict thread,
 so the event loop keeps serving while a slow call (a scikit-learn forest: milliseconds) runs; on
-the event loop itself once the last ``INLINE_AFTER_CHEAP_CALLS`` calls each took less than
-``INLINE_CALL_SECONDS`` (ONNX, small linear models: tens of microseconds), because handing such a
-call to a thread and back costs more than the call (on a virtual machine with idle cores, each
-hand-off wakes a sleeping vCPU twice; see bench/README.md). One slow call sends the model back to
-the thread until it has proven cheap again, and a batch of more than ``batch_max_size`` rows always
-goes to the thread.
+the event loop itself once the last ``INLINE_AFTER_CHEAP_CALLS`` calls were each cheap (ONNX,
+small linear models: tens of microseconds), because handing such a call to a thread and back
+costs more than the call (on a virtual machine with idle cores, each hand-off wakes a sleeping
+vCPU twice; see bench/README.md). One expensive call sends the model back to the thread until it
+has proven cheap again, and a batch of more than ``batch_max_size`` rows always goes to the thread.
+
+A call is cheap when it used less than ``INLINE_CALL_SECONDS`` of CPU and ended within
+``INLINE_WALL_SECONDS``. CPU time, because wall time counts what the call did not cause: a
+preempted or descheduled vCPU, and on the predict thread the wait for the GIL (up to the 5 ms
+switch interval), which would keep a cheap model on the thread for good. The wall-time bound
+catches calls that wait rather than compute (I/O, sleeps).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,10 +42,28 @@ log = logging.getLogger(__name__)
 
 
 _EWMA_WEIGHT = 0.2
-INLINE_CALL_SECONDS = 0.0005  # model calls proven cheaper than this run on the event loop ...
-INLINE_AFTER_CHEAP_CALLS = 32  # ... after this many such calls in a row
+INLINE_CALL_SECONDS = 0.0005  # CPU time of a cheap call ...
+INLINE_WALL_SECONDS = 0.01  # ... which also ended within this; cheap models run on the event loop ...
+INLINE_AFTER_CHEAP_CALLS = 32  # ... after this many cheap calls in a row
 _FILL_FRACTION = 0.25
 _FILL_POLL_SECONDS = 0.0001
+
+
+class CallCost(NamedTuple):
+    """Seconds of wall-clock and of this thread's CPU time, or the difference of two such readings."""
+
+    wall: float
+    cpu: float
+
+    @classmethod
+    def now(cls) -> CallCost:
+        return cls(time.perf_counter(), time.thread_time())
+
+    def since(self, start: CallCost) -> CallCost:
+        return CallCost(self.wall - start.wall, self.cpu - start.cpu)
+
+    def per(self, calls: int) -> CallCost:
+        return CallCost(self.wall / calls, self.cpu / calls)
 
 
 @dataclass
@@ -81,8 +105,8 @@ class DataPlane:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._call_seconds = 0.0  # moving average of one model call
-        self._cheap_calls = 0  # model calls in a row that took less than INLINE_CALL_SECONDS
+        self._call_seconds = 0.0  # moving average of one model call's CPU time
+        self._cheap_calls = 0  # cheap model calls in a row
         self._last_batch_requests = 1
         self._draining = False
 
@@ -149,17 +173,16 @@ class DataPlane:
             self._last_batch_requests = len(batch)
             try:
                 if self._runs_inline(batch):
-                    resolutions, seconds = self._predict_batch(batch)
+                    resolutions, cost = self._predict_batch(batch)
                 else:
-                    resolutions, seconds = await loop.run_in_executor(
-                        self._executor, self._predict_batch, batch
-                    )
+                    resolutions, cost = await loop.run_in_executor(self._executor, self._predict_batch, batch)
             except Exception:  # a bug, not bad input: fail these requests, keep serving
                 log.exception("prediction failed")
                 resolutions = [(pending.future, None, RuntimeError("prediction failed")) for pending in batch]
             else:
-                self._call_seconds += (seconds - self._call_seconds) * _EWMA_WEIGHT
-                self._cheap_calls = self._cheap_calls + 1 if seconds < INLINE_CALL_SECONDS else 0
+                self._call_seconds += (cost.cpu - self._call_seconds) * _EWMA_WEIGHT
+                cheap = cost.cpu < INLINE_CALL_SECONDS and cost.wall < INLINE_WALL_SECONDS
+                self._cheap_calls = self._cheap_calls + 1 if cheap else 0
             for resolution in resolutions:
                 _resolve(*resolution)
 
@@ -192,9 +215,9 @@ class DataPlane:
             self._take_more(queue, batch)
             rows = sum(pending.features.shape[0] for pending in batch)
 
-    def _predict_batch(self, batch: list[_Pending]) -> tuple[list[Resolution], float]:
-        """Each request's result or error, and the seconds the model calls took; runs on either thread."""
-        started = time.perf_counter()
+    def _predict_batch(self, batch: list[_Pending]) -> tuple[list[Resolution], CallCost]:
+        """Each request's result or error, and what one model call cost; runs on either thread."""
+        started = CallCost.now()
         if len(batch) > 1:
             try:
                 outputs = frozenset().union(*(pending.outputs for pending in batch))
@@ -204,7 +227,7 @@ class DataPlane:
             except (InputError, ValueError, TypeError):
                 pass  # retried one by one below, so only the bad request fails
             else:
-                seconds = time.perf_counter() - started
+                cost = CallCost.now().since(started)
                 self._observe(stacked.shape[0], results)
                 resolutions: list[Resolution] = []
                 start = 0
@@ -213,7 +236,7 @@ class DataPlane:
                     part = {name: results[name][start:end] for name in pending.outputs}
                     resolutions.append((pending.future, part, None))
                     start = end
-                return resolutions, seconds
+                return resolutions, cost
         resolutions = []
         for pending in batch:
             try:
@@ -224,7 +247,7 @@ class DataPlane:
             else:
                 self._observe(pending.features.shape[0], results)
                 resolutions.append((pending.future, results, None))
-        return resolutions, (time.perf_counter() - started) / len(batch)
+        return resolutions, CallCost.now().since(started).per(len(batch))
 
     def _observe(self, rows: int, results: dict[str, np.ndarray]) -> None:
         if self._on_batch is not None:
