@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import joblib
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
@@ -62,11 +63,28 @@ def as_pod(name: str, runtime: RuntimeProcess, *, canary: bool) -> dict[str, Any
     }  # fmt: skip
 
 
+def _answered(runtime: RuntimeProcess) -> float:
+    """The requests ``runtime`` has written to its metrics so far."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(runtime.metrics())
+        for sample in family.samples
+        if sample.name == "modeldeploy_requests_total"
+    )
+
+
 def predict(runtime: RuntimeProcess, count: int) -> list[int]:
-    return [
+    """``count`` predictions, returned once the runtime's metrics count them (it writes them
+    every ``FLUSH_SECONDS``), so a scrape right after sees them all."""
+    before = _answered(runtime)
+    codes = [
         runtime.client.post("/v1/models/m:predict", json={"instances": [IRIS_ROW]}).status_code
         for _ in range(count)
     ]
+    wait_until(
+        f"{count} requests in the metrics", lambda: _answered(runtime) == before + count, 10, interval=0.05
+    )
+    return codes
 
 
 def stable_and_canary(

@@ -44,7 +44,7 @@ from tests.runtime.conftest import (
     runtime_env,
     v2_body,
 )
-from tests.support import free_port
+from tests.support import free_port, wait_until
 
 WRONG_DIGEST = "0" * 64
 FEATURES, LABELS = load_iris(return_X_y=True)
@@ -179,14 +179,19 @@ def test_concurrent_requests_are_micro_batched(served: dict[str, EnginePair]) ->
             return [answer.status_code for answer in answers]
 
     assert set(asyncio.run(burst())) == {200}
-    samples = {
-        line.split(" ")[0]: float(line.split(" ")[1])
-        for line in runtime.metrics().splitlines()
-        if line.startswith("modeldeploy_batch_size_")
-    }
+
+    def batch_samples() -> dict[str, float] | None:
+        samples = {
+            line.split(" ")[0]: float(line.split(" ")[1])
+            for line in runtime.metrics().splitlines()
+            if line.startswith("modeldeploy_batch_size_")
+        }
+        rows = samples.get('modeldeploy_batch_size_sum{model="forest"}', 0.0)
+        return samples if rows >= 240 else None  # the worker writes its counts every FLUSH_SECONDS
+
+    samples = wait_until("the 240 rows in the batch-size metric", batch_samples, 10, interval=0.05)
     batches = samples['modeldeploy_batch_size_count{model="forest"}']
     rows = samples['modeldeploy_batch_size_sum{model="forest"}']
-    assert rows >= 240
     assert batches < rows, "every request was predicted on its own: no micro-batching"
 
 

@@ -15,6 +15,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from modeldeploy_runtime.apikeys import mint_key, render_keys_file
 from tests.runtime.conftest import IRIS_ROW, RuntimeProcess, sha256_file, v2_body
+from tests.support import wait_until
 
 EXPECTED_CLASSES = [0, 1, 2]
 
@@ -267,7 +268,10 @@ def test_tls_serves_https_only_on_the_serving_port_and_metrics_stay_plain(
             headers={"X-API-Key": minted.plaintext},
             timeout=5.0,
         ).raise_for_status()
-    metrics = httpx.get(runtime.metrics_url, timeout=10.0)  # plain HTTP, unchanged
-    assert metrics.status_code == 200
-    assert "modeldeploy_requests_total" in metrics.text
+    wait_until(  # plain HTTP, unchanged; the worker writes its counts every FLUSH_SECONDS
+        "the request counter on the plain-HTTP metrics port",
+        lambda: "modeldeploy_requests_total" in httpx.get(runtime.metrics_url, timeout=10.0).text,
+        10,
+        interval=0.05,
+    )
     assert '"url": "https://127.0.0.1:' in runtime.log()
