@@ -9,23 +9,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modeldeploy_runtime.serving.dataplane import INLINE_AFTER_CHEAP_CALLS, DataPlane, NotStartedError
+from modeldeploy_runtime.serving.dataplane import (
+    INLINE_AFTER_CHEAP_CALLS,
+    BatchObserver,
+    DataPlane,
+    NotStartedError,
+)
 from modeldeploy_runtime.serving.model import PREDICT, PREDICT_PROBA, InputError, load_model
 from tests.runtime.conftest import IRIS_ROW, sha256_file
 
 
-def _iris_dataplane(path: Path, batches: list[int]) -> DataPlane:
+def _dataplane(
+    path: Path, name: str, on_batch: BatchObserver, *, batch_max_delay_ms: float = 2.0
+) -> DataPlane:
     model = load_model(
         path,
-        name="iris",
+        name=name,
         version="v1",
         model_format="joblib",
         expected_sha256=sha256_file(path),
         trusted_types=[],
     )
-    return DataPlane(
-        model, batch_max_size=64, batch_max_delay_ms=2.0, on_batch=lambda rows, _: batches.append(rows)
-    )
+    return DataPlane(model, batch_max_size=64, batch_max_delay_ms=batch_max_delay_ms, on_batch=on_batch)
+
+
+def _iris_dataplane(path: Path, batches: list[int]) -> DataPlane:
+    return _dataplane(path, "iris", lambda rows, _: batches.append(rows))
 
 
 def test_concurrent_requests_are_batched_and_a_bad_one_fails_alone(models: dict[str, Path]) -> None:
@@ -115,21 +124,12 @@ def test_cheap_calls_move_to_the_event_loop_and_one_slow_call_moves_them_back(
     # Cheap calls are judged by CPU time, which a busy machine does not inflate, and must end
     # within a wall-clock bound: 200 ms here, so only the 300 ms sleep below exceeds it.
     monkeypatch.setattr("modeldeploy_runtime.serving.dataplane.INLINE_WALL_SECONDS", 0.2)
-    path = models["slow"]  # SlowClassifier sleeps for the first feature's value, in seconds
-    model = load_model(
-        path,
-        name="slow",
-        version="v1",
-        model_format="joblib",
-        expected_sha256=sha256_file(path),
-        trusted_types=[],
-    )
     threads: list[str] = []
-    dataplane = DataPlane(
-        model,
-        batch_max_size=64,
+    dataplane = _dataplane(
+        models["slow"],  # SlowClassifier sleeps for the first feature's value, in seconds
+        "slow",
+        lambda rows, _: threads.append(threading.current_thread().name),
         batch_max_delay_ms=0.0,
-        on_batch=lambda rows, _: threads.append(threading.current_thread().name),
     )
     cheap, slow = np.zeros((1, 2)), np.asarray([[0.3, 0.0]])  # a call that waits rather than computes
 

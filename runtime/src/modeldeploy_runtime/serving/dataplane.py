@@ -66,16 +66,18 @@ class CallCost(NamedTuple):
         return CallCost(self.wall / calls, self.cpu / calls)
 
 
+Results = dict[str, np.ndarray]  # output name -> values
+
+
 @dataclass
 class _Pending:
     features: np.ndarray
     outputs: frozenset[str]
-    future: asyncio.Future[dict[str, np.ndarray]] = field(repr=False)
+    future: asyncio.Future[Results] = field(repr=False)
 
 
-Results = dict[str, np.ndarray]
 Resolution = tuple["asyncio.Future[Results]", Results | None, BaseException | None]  # future, result, error
-BatchObserver = Callable[[int, dict[str, np.ndarray]], None]
+BatchObserver = Callable[[int, Results], None]
 
 
 class NotStartedError(Exception):
@@ -137,7 +139,7 @@ class DataPlane:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    async def infer(self, features: np.ndarray, outputs: frozenset[str]) -> dict[str, np.ndarray]:
+    async def infer(self, features: np.ndarray, outputs: frozenset[str]) -> Results:
         """Predict the requested outputs for a batch of rows.
 
         Raises NotStartedError before ``start()`` has finished, InputError for outputs the model
@@ -148,7 +150,7 @@ class DataPlane:
             raise NotStartedError("the model is not loaded yet")
         self._model.check_outputs(outputs)
         self._model.check_shape(features)
-        future: asyncio.Future[dict[str, np.ndarray]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Results] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(features, outputs, future))
         return await future
 
@@ -249,7 +251,7 @@ class DataPlane:
                 resolutions.append((pending.future, results, None))
         return resolutions, CallCost.now().since(started).per(len(batch))
 
-    def _observe(self, rows: int, results: dict[str, np.ndarray]) -> None:
+    def _observe(self, rows: int, results: Results) -> None:
         if self._on_batch is not None:
             try:
                 self._on_batch(rows, results)
@@ -258,8 +260,8 @@ class DataPlane:
 
 
 def _resolve(
-    future: asyncio.Future[dict[str, np.ndarray]],
-    result: dict[str, np.ndarray] | None,
+    future: asyncio.Future[Results],
+    result: Results | None,
     error: BaseException | None,
 ) -> None:
     if future.done():
