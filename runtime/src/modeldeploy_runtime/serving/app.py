@@ -55,26 +55,32 @@ class ClientDisconnectedError(Exception):
     """The client went away before its body arrived; nothing to answer."""
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
+def _body_headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
+    """The request's Content-Type and Content-Length, in one pass over its headers."""
+    content_type = content_length = None
     for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
+        if key == b"content-type":
+            content_type = value
+        elif key == b"content-length":
+            content_length = value
+    return content_type, content_length
 
 
 def _is_json_content_type(value: bytes | None) -> bool:
-    if value is None:
+    if value is None or value == b"application/json":
         return True  # absent: accept, as the standard V2 clients and curl --json do send it anyway
     media = value.split(b";", 1)[0].strip().lower()
     return media == b"application/json" or media.endswith(b"+json")
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole body; 413 as soon as it is known to exceed ``limit`` (declared or streamed).
+    """The whole JSON body; 415 for another media type, 413 once it is known to exceed ``limit``.
 
     How long the body may take is the HTTP protocol's deadline (``http_deadlines``), not this loop's.
     """
-    declared = _header(scope, b"content-length")
+    content_type, declared = _body_headers(scope)
+    if not _is_json_content_type(content_type):
+        raise RequestError(415, "expected Content-Type: application/json")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(413, f"request body of {int(declared)} bytes exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
@@ -87,9 +93,9 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         size += len(chunk)
         if size > limit:
             raise RequestError(413, f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return b"".join((*chunks, chunk)) if chunks else chunk  # usually the one message
+        chunks.append(chunk)
 
 
 class _InferenceSlots:
@@ -194,7 +200,14 @@ class RuntimeApp:
         )
         status = 500
         try:
-            status, body = await self._route(scope, receive, method, path)
+            infer = self._inference_routes.get(path)
+            if infer is None:
+                status, body = self._route(scope, method, path)
+            else:
+                _require(method, "POST")
+                self._authorise(scope)
+                body = await infer(scope, receive)
+                status = 200
             await _respond(send, status, body)
         except RequestError as error:
             status = error.status
@@ -222,12 +235,8 @@ class RuntimeApp:
             )
             raise RequestError(401, UNAUTHORIZED_MESSAGE)
 
-    async def _route(self, scope: Scope, receive: Receive, method: str, path: str) -> tuple[int, bytes]:
-        infer = self._inference_routes.get(path)
-        if infer is not None:
-            _require(method, "POST")
-            self._authorise(scope)
-            return 200, await infer(scope, receive)
+    def _route(self, scope: Scope, method: str, path: str) -> tuple[int, bytes]:
+        """Every endpoint but inference (``_inference_routes``): none of them reads a body."""
         if path.startswith(self._v2_model_prefix):
             routed = self._route_v2_model(scope, method, path[len(self._v2_model_prefix) :])
         elif path.startswith(self._v1_model_path):
@@ -274,20 +283,15 @@ class RuntimeApp:
             return (200 if ready else 503), v1.model_status(self._model, ready)
         return None
 
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
-        if not _is_json_content_type(_header(scope, b"content-type")):
-            raise RequestError(415, "expected Content-Type: application/json")
-        return await _read_body(scope, receive, self._settings.max_body_bytes)
-
     async def _infer_v2(self, scope: Scope, receive: Receive) -> bytes:
-        body = await self._body(scope, receive)
+        body = await _read_body(scope, receive, self._settings.max_body_bytes)
         with self._slots:
             request = await self._decoder.decode(v2.parse_infer_request, body)
             results = await self._run(request.features, request.outputs)
             return v2.render_infer_response(self._model, request, results)
 
     async def _predict_v1(self, scope: Scope, receive: Receive) -> bytes:
-        body = await self._body(scope, receive)
+        body = await _read_body(scope, receive, self._settings.max_body_bytes)
         with self._slots:
             features = await self._decoder.decode(v1.parse_predict_request, body)
             results = await self._run(features, frozenset((PREDICT,)))

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -80,6 +81,37 @@ Resolution = tuple["asyncio.Future[Results]", Results | None, BaseException | No
 BatchObserver = Callable[[int, Results], None]
 
 
+class _Arrivals:
+    """Requests waiting for the batcher, oldest first; the batcher sleeps on a future while there are none.
+
+    What ``asyncio.Queue`` does for one consumer, without its per-item bookkeeping (unfinished-task
+    count, an Event, getter and putter lists): a request's hand-off is an append.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: deque[_Pending] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def put(self, pending: _Pending) -> None:
+        self._waiting.append(pending)
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def take(self) -> _Pending:
+        return self._waiting.popleft()
+
+    async def next(self) -> _Pending:
+        """The oldest waiting request, once there is one."""
+        while not self._waiting:
+            self._wakeup = asyncio.get_running_loop().create_future()
+            await self._wakeup
+        return self._waiting.popleft()
+
+
 class NotStartedError(Exception):
     """The data plane has not warmed the model up yet (or has stopped): retry shortly."""
 
@@ -104,7 +136,7 @@ class DataPlane:
         self._batch_max_size = batch_max_size
         self._batch_max_delay = batch_max_delay_ms / 1000.0
         self._on_batch = on_batch
-        self._queue: asyncio.Queue[_Pending] | None = None
+        self._arrivals: _Arrivals | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._call_seconds = 0.0  # moving average of one model call's CPU time
@@ -125,12 +157,12 @@ class DataPlane:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._model.warm_up)
-        self._queue = asyncio.Queue()
-        self._task = asyncio.create_task(self._run_batches(self._queue), name="batcher")
+        self._arrivals = _Arrivals()
+        self._task = asyncio.create_task(self._run_batches(self._arrivals), name="batcher")
 
     async def stop(self) -> None:
         self.begin_drain()
-        self._queue = None
+        self._arrivals = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -146,29 +178,29 @@ class DataPlane:
         does not offer or rows it cannot take. Outputs and shapes are checked here, values (NaN,
         infinity) once per batch, and per request only when the batch has a bad one.
         """
-        if self._queue is None:
+        if self._arrivals is None:
             raise NotStartedError("the model is not loaded yet")
         self._model.check_outputs(outputs)
         self._model.check_shape(features)
         future: asyncio.Future[Results] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(features, outputs, future))
+        self._arrivals.put(_Pending(features, outputs, future))
         return await future
 
-    def _take_more(self, queue: asyncio.Queue[_Pending], batch: list[_Pending]) -> None:
+    def _take_more(self, arrivals: _Arrivals, batch: list[_Pending]) -> None:
         rows = sum(pending.features.shape[0] for pending in batch)
-        while rows < self._batch_max_size and not queue.empty():
-            nxt = queue.get_nowait()
+        while rows < self._batch_max_size and arrivals:
+            nxt = arrivals.take()
             batch.append(nxt)
             rows += nxt.features.shape[0]
 
-    async def _run_batches(self, queue: asyncio.Queue[_Pending]) -> None:
+    async def _run_batches(self, arrivals: _Arrivals) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await queue.get()]
+            batch = [await arrivals.next()]
             # Let requests that arrived in the same loop turn join this batch.
             await asyncio.sleep(0)
-            self._take_more(queue, batch)
-            await self._fill(queue, batch)
+            self._take_more(arrivals, batch)
+            await self._fill(arrivals, batch)
             batch = [pending for pending in batch if not pending.future.cancelled()]
             if not batch:
                 continue
@@ -195,7 +227,7 @@ class DataPlane:
         rows: int = sum(pending.features.shape[0] for pending in batch)
         return rows <= self._batch_max_size
 
-    async def _fill(self, queue: asyncio.Queue[_Pending], batch: list[_Pending]) -> None:
+    async def _fill(self, arrivals: _Arrivals, batch: list[_Pending]) -> None:
         """Wait briefly for the requests that recent traffic says are about to arrive.
 
         Clients at a steady concurrency send their next requests right after their responses, so
@@ -214,7 +246,7 @@ class DataPlane:
             and time.perf_counter() < deadline
         ):
             await asyncio.sleep(_FILL_POLL_SECONDS)
-            self._take_more(queue, batch)
+            self._take_more(arrivals, batch)
             rows = sum(pending.features.shape[0] for pending in batch)
 
     def _predict_batch(self, batch: list[_Pending]) -> tuple[list[Resolution], CallCost]:

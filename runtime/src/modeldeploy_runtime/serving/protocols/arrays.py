@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
@@ -28,19 +27,21 @@ def decode_json(body: bytes) -> dict[str, Any]:
 
 def to_array(data: Any, dtype: Any, what: str) -> np.ndarray:
     """``data`` (nested lists) as an array of ``dtype``; 400 naming ``what`` on failure."""
-    if not isinstance(data, list):
+    if type(data) is not list:
         raise RequestError(400, f"{what} must be a list, got {type(data).__name__}")
-    # Overflow to inf in a narrow float is not an error here: the model's finiteness check says so.
-    quiet = np.errstate(over="ignore") if dtype in _NARROW_FLOATS else contextlib.nullcontext()
     try:
-        with quiet:
+        if dtype in _NARROW_FLOATS:
+            # Overflow to inf in a narrow float is no error here: the model's finiteness check says so.
+            with np.errstate(over="ignore"):
+                array = np.asarray(data, dtype=dtype)
+        else:
             array = np.asarray(data, dtype=dtype)
     except OverflowError as error:
         raise RequestError(400, f"{what}: a value is out of range ({error})") from None
     except (ValueError, TypeError) as error:
         message = str(error).split(". ")[0]
         raise RequestError(400, f"{what}: cannot read values as {np.dtype(dtype).name}: {message}") from None
-    if array.dtype == object and dtype is None:
+    if dtype is None and array.dtype == object:
         raise RequestError(400, f"{what} must hold numbers or strings, nested evenly")
     return array
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import functools
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -34,10 +34,17 @@ DATATYPES: dict[str, Any] = {
     "BYTES": object,
 }
 _MAX_DIMENSION = 1 << 31
+_MISSING = object()
+_PREDICT_ONLY = frozenset((PREDICT,))
 
 
 def datatype_of(array: np.ndarray) -> str:
-    kind, size = array.dtype.kind, array.dtype.itemsize
+    return _datatype_name(array.dtype)
+
+
+@functools.cache
+def _datatype_name(dtype: np.dtype[Any]) -> str:
+    kind, size = dtype.kind, dtype.itemsize
     if kind == "b":
         return "BOOL"
     if kind == "i":
@@ -55,41 +62,54 @@ class InferRequest(NamedTuple):  # built per request: a third of what a frozen d
     request_id: str | None
 
 
-def _shape(value: Any, where: str) -> list[int]:
-    if not isinstance(value, list) or not value:
-        raise RequestError(400, f"{where}.shape must be a non-empty list of sizes, e.g. [1, 4]")
+def _shape(value: Any, position: int) -> tuple[list[int], int]:
+    """The shape and how many values it holds."""
+    if type(value) is not list or not value:
+        raise RequestError(400, f"inputs[{position}].shape must be a non-empty list of sizes, e.g. [1, 4]")
+    values = 1
     for size in value:
-        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < _MAX_DIMENSION:
-            raise RequestError(400, f"{where}.shape must hold non-negative integers, got {value!r}")
-    return value
+        if type(size) is not int or not 0 <= size < _MAX_DIMENSION:  # type(): a bool is no size
+            raise RequestError(400, f"inputs[{position}].shape must hold non-negative integers, got {value!r}")
+        values *= size
+    return value, values
+
+
+def _datatype(entry: dict[str, Any], position: int) -> Any:
+    datatype = entry.get("datatype")
+    dtype = DATATYPES.get(datatype) if type(datatype) is str else None
+    if dtype is None:
+        raise RequestError(
+            400, f"inputs[{position}].datatype must be one of {', '.join(DATATYPES)}, got {datatype!r}"
+        )
+    return dtype
 
 
 def _parse_input(entry: Any, position: int) -> np.ndarray:
-    where = f"inputs[{position}]"
-    if not isinstance(entry, dict):
-        raise RequestError(400, f"{where} must be an object with name, shape, datatype and data")
-    if not isinstance(entry.get("name"), str):
-        raise RequestError(400, f"{where}.name must be a string")
-    shape = _shape(entry.get("shape"), where)
-    datatype = entry.get("datatype")
-    if not isinstance(datatype, str) or datatype not in DATATYPES:
-        raise RequestError(400, f"{where}.datatype must be one of {', '.join(DATATYPES)}, got {datatype!r}")
-    if "data" not in entry:
-        raise RequestError(400, f"{where}.data is missing: expected the values in row-major order")
-    array = to_array(entry["data"], DATATYPES[datatype], f"{where}.data")
-    expected = math.prod(shape)
+    # Every request passes here: the checks are ordered and written for the valid case's speed,
+    # and the messages are only formatted for a request that fails them.
+    if type(entry) is not dict:
+        raise RequestError(400, f"inputs[{position}] must be an object with name, shape, datatype and data")
+    if type(entry.get("name")) is not str:
+        raise RequestError(400, f"inputs[{position}].name must be a string")
+    shape, expected = _shape(entry.get("shape"), position)
+    dtype = _datatype(entry, position)
+    data = entry.get("data", _MISSING)
+    if data is _MISSING:
+        raise RequestError(400, f"inputs[{position}].data is missing: expected the values in row-major order")
+    array = to_array(data, dtype, f"inputs[{position}].data")
     if array.size != expected:
-        raise RequestError(400, f"{where}: shape {shape} needs {expected} values, data holds {array.size}")
-    array = array.reshape(shape)
-    if array.ndim > 2:
-        raise RequestError(400, f"{where}: expected shape [rows, features], got {shape}")
-    return array
+        raise RequestError(
+            400, f"inputs[{position}]: shape {shape} needs {expected} values, data holds {array.size}"
+        )
+    if len(shape) > 2:
+        raise RequestError(400, f"inputs[{position}]: expected shape [rows, features], got {shape}")
+    return array.reshape(shape)
 
 
 def _parse_outputs(value: Any) -> frozenset[str]:
     """The requested output names; whether the model offers them is the data plane's check."""
     if value is None:
-        return frozenset((PREDICT,))
+        return _PREDICT_ONLY
     if not isinstance(value, list) or not value:
         raise RequestError(400, 'outputs must be a non-empty list like [{"name": "predict"}]')
     names = set()
@@ -101,6 +121,14 @@ def _parse_outputs(value: Any) -> frozenset[str]:
     return frozenset(names)
 
 
+def _columns(arrays: list[np.ndarray]) -> np.ndarray:
+    """One tensor per feature column, in order (how pandas-style clients send tables), as rows."""
+    columns = [array.reshape(-1, 1) if array.ndim == 1 else array for array in arrays]
+    if len({column.shape[0] for column in columns}) != 1 or any(c.shape[1] != 1 for c in columns):
+        raise RequestError(400, "several inputs must each be one column of the same number of rows")
+    return np.concatenate(columns, axis=1)
+
+
 def parse_infer_request(body: bytes, model: ModelDescription) -> InferRequest:
     document = decode_json(body)
     request_id = document.get("id")
@@ -109,18 +137,13 @@ def parse_infer_request(body: bytes, model: ModelDescription) -> InferRequest:
     inputs = document.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise RequestError(400, "inputs must be a non-empty list of tensors")
-    arrays = [_parse_input(entry, position) for position, entry in enumerate(inputs)]
-    if len(arrays) == 1:
-        features = arrays[0]
+    if len(inputs) == 1:
+        features = _parse_input(inputs[0], 0)
         if features.ndim == 1:
             # One row of features, unless the model takes a single feature (then one value per row).
             features = features.reshape(-1, 1) if model.n_features == 1 else features.reshape(1, -1)
     else:
-        # One tensor per feature column, in order (how pandas-style clients send tables).
-        columns = [array.reshape(-1, 1) if array.ndim == 1 else array for array in arrays]
-        if len({column.shape[0] for column in columns}) != 1 or any(c.shape[1] != 1 for c in columns):
-            raise RequestError(400, "several inputs must each be one column of the same number of rows")
-        features = np.concatenate(columns, axis=1)
+        features = _columns([_parse_input(entry, position) for position, entry in enumerate(inputs)])
     return InferRequest(features, _parse_outputs(document.get("outputs")), request_id)
 
 
@@ -135,7 +158,7 @@ def render_infer_response(
         outputs.append(
             {
                 "name": name,
-                "shape": list(array.shape),
+                "shape": array.shape,
                 "datatype": datatype_of(array),
                 "data": to_json_value(array.reshape(-1)),
             }
