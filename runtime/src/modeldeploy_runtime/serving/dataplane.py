@@ -32,7 +32,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -70,11 +69,11 @@ class CallCost(NamedTuple):
 Results = dict[str, np.ndarray]  # output name -> values
 
 
-@dataclass
-class _Pending:
+class _Pending(NamedTuple):
     features: np.ndarray
+    rows: int  # features.shape[0], read once
     outputs: frozenset[str]
-    future: asyncio.Future[Results] = field(repr=False)
+    future: asyncio.Future[Results]
 
 
 Resolution = tuple["asyncio.Future[Results]", Results | None, BaseException | None]  # future, result, error
@@ -183,30 +182,35 @@ class DataPlane:
         self._model.check_outputs(outputs)
         self._model.check_shape(features)
         future: asyncio.Future[Results] = asyncio.get_running_loop().create_future()
-        self._arrivals.put(_Pending(features, outputs, future))
+        self._arrivals.put(_Pending(features, features.shape[0], outputs, future))
         return await future
 
-    def _take_more(self, arrivals: _Arrivals, batch: list[_Pending]) -> None:
-        rows = sum(pending.features.shape[0] for pending in batch)
+    def _take_more(self, arrivals: _Arrivals, batch: list[_Pending], rows: int) -> int:
+        """Move waiting requests into ``batch`` (of ``rows`` rows) while it has room; its rows then."""
         while rows < self._batch_max_size and arrivals:
-            nxt = arrivals.take()
-            batch.append(nxt)
-            rows += nxt.features.shape[0]
+            pending = arrivals.take()
+            batch.append(pending)
+            rows += pending.rows
+        return rows
 
     async def _run_batches(self, arrivals: _Arrivals) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await arrivals.next()]
+            first = await arrivals.next()
+            batch = [first]
             # Let requests that arrived in the same loop turn join this batch.
             await asyncio.sleep(0)
-            self._take_more(arrivals, batch)
-            await self._fill(arrivals, batch)
-            batch = [pending for pending in batch if not pending.future.cancelled()]
-            if not batch:
-                continue
+            rows = self._take_more(arrivals, batch, first.rows)
+            rows = await self._fill(arrivals, batch, rows)
+            if any(pending.future.cancelled() for pending in batch):
+                batch = [pending for pending in batch if not pending.future.cancelled()]
+                if not batch:
+                    continue
+                rows = sum(pending.rows for pending in batch)
             self._last_batch_requests = len(batch)
             try:
-                if self._runs_inline(batch):
+                if self._cheap_calls >= INLINE_AFTER_CHEAP_CALLS and rows <= self._batch_max_size:
+                    # cheap enough to predict on the event loop (see the module doc)
                     resolutions, cost = self._predict_batch(batch)
                 else:
                     resolutions, cost = await loop.run_in_executor(self._executor, self._predict_batch, batch)
@@ -220,14 +224,7 @@ class DataPlane:
             for resolution in resolutions:
                 _resolve(*resolution)
 
-    def _runs_inline(self, batch: list[_Pending]) -> bool:
-        """Whether this batch is cheap enough to predict on the event loop (see the module doc)."""
-        if self._cheap_calls < INLINE_AFTER_CHEAP_CALLS:
-            return False
-        rows: int = sum(pending.features.shape[0] for pending in batch)
-        return rows <= self._batch_max_size
-
-    async def _fill(self, arrivals: _Arrivals, batch: list[_Pending]) -> None:
+    async def _fill(self, arrivals: _Arrivals, batch: list[_Pending], rows: int) -> int:
         """Wait briefly for the requests that recent traffic says are about to arrive.
 
         Clients at a steady concurrency send their next requests right after their responses, so
@@ -237,17 +234,16 @@ class DataPlane:
         """
         budget = min(self._batch_max_delay, self._call_seconds * _FILL_FRACTION)
         if budget <= 0:
-            return
+            return rows
         deadline = time.perf_counter() + budget
-        rows = sum(pending.features.shape[0] for pending in batch)
         while (
             len(batch) < self._last_batch_requests
             and rows < self._batch_max_size
             and time.perf_counter() < deadline
         ):
             await asyncio.sleep(_FILL_POLL_SECONDS)
-            self._take_more(arrivals, batch)
-            rows = sum(pending.features.shape[0] for pending in batch)
+            rows = self._take_more(arrivals, batch, rows)
+        return rows
 
     def _predict_batch(self, batch: list[_Pending]) -> tuple[list[Resolution], CallCost]:
         """Each request's result or error, and what one model call cost; runs on either thread."""
@@ -266,7 +262,7 @@ class DataPlane:
                 resolutions: list[Resolution] = []
                 start = 0
                 for pending in batch:
-                    end = start + pending.features.shape[0]
+                    end = start + pending.rows
                     part = {name: results[name][start:end] for name in pending.outputs}
                     resolutions.append((pending.future, part, None))
                     start = end
@@ -279,7 +275,7 @@ class DataPlane:
             except InputError as error:
                 resolutions.append((pending.future, None, error))
             else:
-                self._observe(pending.features.shape[0], results)
+                self._observe(pending.rows, results)
                 resolutions.append((pending.future, results, None))
         return resolutions, CallCost.now().since(started).per(len(batch))
 

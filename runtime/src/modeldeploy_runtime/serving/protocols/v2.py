@@ -69,7 +69,9 @@ def _shape(value: Any, position: int) -> tuple[list[int], int]:
     values = 1
     for size in value:
         if type(size) is not int or not 0 <= size < _MAX_DIMENSION:  # type(): a bool is no size
-            raise RequestError(400, f"inputs[{position}].shape must hold non-negative integers, got {value!r}")
+            raise RequestError(
+                400, f"inputs[{position}].shape must hold non-negative integers, got {value!r}"
+            )
         values *= size
     return value, values
 
