@@ -48,6 +48,7 @@ Send = Callable[[Message], Awaitable[None]]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _LIVE_BODY = b'{"live":true}'
 _RETRY_AFTER_SECONDS = b"1"
+_PREDICT_ONLY = frozenset((PREDICT,))  # all a V1 request can ask for
 _CLOSING_STATUSES = frozenset({413})  # the rest of the body may still be on its way
 
 
@@ -294,7 +295,7 @@ class RuntimeApp:
         body = await _read_body(scope, receive, self._settings.max_body_bytes)
         with self._slots:
             features = await self._decoder.decode(v1.parse_predict_request, body)
-            results = await self._run(features, frozenset((PREDICT,)))
+            results = await self._run(features, _PREDICT_ONLY)
             return v1.render_predict_response(results[PREDICT])
 
     async def _run(self, features: np.ndarray, outputs: frozenset[str]) -> dict[str, np.ndarray]:
