@@ -198,8 +198,6 @@ class DataPlane:
         while True:
             first = await arrivals.next()
             batch = [first]
-            # Let requests that arrived in the same loop turn join this batch.
-            await asyncio.sleep(0)
             rows = self._take_more(arrivals, batch, first.rows)
             rows = await self._fill(arrivals, batch, rows)
             if any(pending.future.cancelled() for pending in batch):
