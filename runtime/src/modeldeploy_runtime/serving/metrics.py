@@ -144,7 +144,7 @@ class RuntimeMetrics:
             ["model", "reason"],
             registry=self.registry,
         )
-        self._lock = threading.Lock()  # record_batch may run on the predict thread
+        self._lock = threading.Lock()  # record_batch may run on the predict thread, flush on the loop's
         self._durations = {
             protocol: _PendingHistogram(self.duration.labels(model.name, protocol), DURATION_BUCKETS)
             for protocol in (PROTOCOL_V1, PROTOCOL_V2, PROTOCOL_NONE)
@@ -184,10 +184,10 @@ class RuntimeMetrics:
         ).set(1)
 
     def record_request(self, protocol: str, code: int, seconds: float) -> None:
+        # No lock: requests are recorded and flushed on the event loop's thread only.
         key = (protocol, code)
-        with self._lock:
-            self._request_counts[key] = self._request_counts.get(key, 0) + 1
-            self._durations[protocol].observe(seconds)
+        self._request_counts[key] = self._request_counts.get(key, 0) + 1
+        self._durations[protocol].observe(seconds)
 
     def record_auth_failure(self, reason: str) -> None:
         self.auth_failures.labels(self._model.name, reason).inc()

@@ -162,7 +162,7 @@ def render_infer_response(
                 "name": name,
                 "shape": array.shape,
                 "datatype": datatype_of(array),
-                "data": to_json_value(array.reshape(-1)),
+                "data": to_json_value(array if array.ndim == 1 else array.reshape(-1)),
             }
         )
     response: dict[str, Any] = {"model_name": model.name, "model_version": model.version, "outputs": outputs}
