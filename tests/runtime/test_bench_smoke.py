@@ -1,4 +1,5 @@
-"""Tiny runs of the runtime benchmarks in bench/ (runtime_vs_mlserver.py, compiled_inference.py), so they cannot silently rot.
+"""Tiny runs of the runtime benchmarks in bench/ (runtime_vs_mlserver.py, compiled_inference.py,
+request_path.py), so they cannot silently rot.
 
 The runtime's part always runs. The MLServer part needs MLServer's own virtualenv
 (``.venv-bench/``, made by ``bench/runtime_vs_mlserver.py --setup-mlserver``); without it that
@@ -8,6 +9,7 @@ test is reported as skipped, with the command that sets it up, never passed sile
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -82,3 +84,20 @@ def test_compiled_inference_smoke_run_against_batching_mlserver() -> None:
     _require_mlserver()
     output = _compiled_inference_smoke_run("--mlserver-configs", "0:4/0.002")
     assert "mlserver(pw=0,batch=4/2ms)" in output
+
+
+@pytest.mark.slow
+def test_request_path_breakdown_measures_every_variant() -> None:
+    tiny = ["--rounds", "1", "--requests", "40", "--concurrency", "2"]
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.request_path", *tiny],
+        cwd=REPO,
+        env=runtime_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for variant in ("full", "parse", "render", "dataplane", "model"):
+        assert re.search(rf"^  {variant} +\d+\.\d", result.stdout, re.MULTILINE), result.stdout
