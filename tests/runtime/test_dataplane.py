@@ -121,8 +121,10 @@ def test_cheap_calls_move_to_the_event_loop_and_one_slow_call_moves_them_back(
 ) -> None:
     """Where each batch ran, by the thread that recorded it: the predict thread until the model
     has proven cheap, then the event loop's thread, and the predict thread again after a slow call."""
-    # Cheap calls are judged by CPU time, which a busy machine does not inflate, and must end
-    # within a wall-clock bound: 200 ms here, so only the 300 ms sleep below exceeds it.
+    # The bounds are widened so that only the slow call below exceeds one: 50 ms of CPU (a first
+    # call on a busy CI machine once took more than the 0.5 ms default) and 200 ms of wall-clock,
+    # which the 300 ms sleep exceeds. What is tested is where calls run, not the thresholds.
+    monkeypatch.setattr("modeldeploy_runtime.serving.dataplane.INLINE_CALL_SECONDS", 0.05)
     monkeypatch.setattr("modeldeploy_runtime.serving.dataplane.INLINE_WALL_SECONDS", 0.2)
     threads: list[str] = []
     dataplane = _dataplane(
