@@ -8,7 +8,10 @@ request is one V2 ``infer`` call with one row. Servers:
 
 - ``sklearn`` and ``onnx``: ``modeldeploy-runtime serve`` on ``model.joblib`` and ``model.onnx``;
 - ``floor``: :mod:`floor_server` on uvicorn + httptools + uvloop, the runtime's HTTP stack, with
-  the same worker count: a canned answer, no model;
+  the same worker count: a canned answer, no model; the targets hold the runtime to it;
+- ``floor-runtime-http``: the same floor on the runtime's HTTP protocol class (deadlines, one
+  write per response), reported beside the targets: how much of the runtime's throughput that
+  protocol, rather than the request path, accounts for;
 - MLServer 1.7.1 + mlserver-sklearn in each ``--mlserver-configs`` configuration, adaptive
   batching among them (``pw=0`` = inference in the server process, ``b=64/2ms`` =
   ``max_batch_size`` 64, ``max_batch_time`` 2 ms). Its best throughput and its best p99 are
@@ -64,6 +67,7 @@ from modeldeploy_runtime.packaging.build import package
 
 REPO = Path(__file__).resolve().parents[1]
 SKLEARN, ONNX, FLOOR, MLSERVER = "sklearn", "onnx", "floor", "mlserver"
+FLOOR_RUNTIME_HTTP = "floor-runtime-http"
 MODELS = {
     "logreg": lambda: LogisticRegression(max_iter=1000),
     "forest100": lambda: RandomForestClassifier(n_estimators=100, random_state=0),
@@ -109,13 +113,17 @@ def load_seconds(artifact: Path, model_format: str, repeat: int) -> float:
 
 
 @contextmanager
-def floor_server(workers: int, log_dir: Path, *, shared_socket: bool = False) -> Iterator[Server]:
+def floor_server(
+    workers: int, log_dir: Path, *, shared_socket: bool = False, runtime_protocol: bool = False
+) -> Iterator[Server]:
     port = free_port()
     command = [
         sys.executable, "-m", "bench.floor_server", "--host", "127.0.0.1", "--port", str(port),
         "--workers", str(workers), *(["--shared-socket"] if shared_socket else []),
+        *(["--runtime-protocol"] if runtime_protocol else []),
     ]  # fmt: skip
-    label = f"{FLOOR}(w={workers}{',shared' if shared_socket else ''})"
+    kind = FLOOR_RUNTIME_HTTP if runtime_protocol else FLOOR
+    label = f"{kind}(w={workers}{',shared' if shared_socket else ''})"
     log = (log_dir / f"floor-{port}.log").open("wb")
     process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True, cwd=REPO)
     try:
@@ -144,6 +152,7 @@ def bench_model(
             stack.enter_context(runtime_server(artifacts[ONNX], args.workers, log_dir, ONNX)),
             stack.enter_context(floor_server(args.workers, log_dir)),
             stack.enter_context(floor_server(args.workers, log_dir, shared_socket=True)),
+            stack.enter_context(floor_server(args.workers, log_dir, runtime_protocol=True)),
         ]
         if args.mlserver is not None:
             for config in args.mlserver_configs:
@@ -252,6 +261,12 @@ def target_rows(summaries: dict[tuple[str, int], Medians]) -> list[str]:
         0.5,
         True,
     )
+    floor_runtime_http = rps("logreg", 16, FLOOR_RUNTIME_HTTP)
+    if engines and floor_runtime_http:  # not a target: the same floor on the runtime's HTTP protocol
+        rows.append(
+            f"| (not a target) logreg c=16: better engine / floor on the runtime's HTTP protocol | "
+            f"{max(engines) / floor_runtime_http:.2f}x | - |"
+        )
     for (model, concurrency), summary in summaries.items():
         if concurrency != 16:
             continue
@@ -314,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         document: dict[str, Any] = {"measurements": [asdict(r) for r in all_results], "load_seconds": loads}
         args.json.write_text(json.dumps(document, indent=2))
-    errors = sum(r.errors for r in all_results if _kind(r.server) in (SKLEARN, ONNX, FLOOR))
+    errors = sum(
+        r.errors for r in all_results if _kind(r.server) in (SKLEARN, ONNX, FLOOR, FLOOR_RUNTIME_HTTP)
+    )
     if errors:
         print(f"{errors} requests to the runtime or the floor failed", file=sys.stderr)
         return 1

@@ -7,9 +7,14 @@ its workers listen as the runtime's do (one SO_REUSEPORT socket each,
 ``modeldeploy_runtime.serving.listeners``) or, with ``--shared-socket``, as ``uvicorn --workers``
 does (one socket for all). Which is faster depends on the load: a shared socket lets one worker
 take every keep-alive connection, which leaves a core to a load generator on the same machine.
-The benchmark runs both and holds the runtime to the faster::
+The benchmark runs both and holds the runtime to the faster.
 
-    python -m bench.floor_server --port 8080 --workers 2 [--shared-socket]
+With ``--runtime-protocol`` it serves with the runtime's own HTTP protocol class (uvicorn's
+httptools protocol with the runtime's deadlines and one write per response,
+``modeldeploy_runtime.serving.http_deadlines``) instead of uvicorn's: what that protocol alone is
+worth, reported beside the targets, which hold the runtime to the stock stack::
+
+    python -m bench.floor_server --port 8080 --workers 2 [--shared-socket] [--runtime-protocol]
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from typing import Any
 
 import uvicorn
 
+from modeldeploy_runtime.serving.http_deadlines import deadline_protocol
 from modeldeploy_runtime.serving.listeners import bind_listeners
+from modeldeploy_runtime.serving.settings import RuntimeSettings
 
 Message = dict[str, Any]
 RESPONSE = (
@@ -46,11 +53,19 @@ async def app(
     await send({"type": "http.response.body", "body": RESPONSE})
 
 
-def _serve(sock: socket.socket) -> None:
+def _serve(sock: socket.socket, runtime_protocol: bool) -> None:
+    defaults = RuntimeSettings.model_fields
+    http = (
+        deadline_protocol(
+            defaults["header_timeout_seconds"].default, defaults["body_timeout_seconds"].default
+        )
+        if runtime_protocol
+        else "httptools"
+    )
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=http,
         lifespan="off",
         access_log=False,
         log_level="warning",
@@ -66,6 +81,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--shared-socket", action="store_true", help="one listening socket for all workers")
+    parser.add_argument("--runtime-protocol", action="store_true", help="the runtime's HTTP protocol class")
     args = parser.parse_args()
     listeners = bind_listeners(args.host, args.port, 1 if args.shared_socket else args.workers)
     workers = []
@@ -74,7 +90,7 @@ def main() -> None:
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            _serve(sock)
+            _serve(sock, args.runtime_protocol)
             os._exit(0)
         workers.append(pid)
 

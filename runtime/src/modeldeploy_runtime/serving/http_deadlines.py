@@ -1,4 +1,6 @@
-"""uvicorn's httptools protocol with deadlines for slow clients: headers, then the whole body.
+"""uvicorn's httptools protocol with deadlines for slow clients, and one write per response.
+
+Each response's head is written together with its body (``response_writes``).
 
 A client must send its request headers within ``header_timeout`` seconds of the request's first
 byte (or of connecting), and its whole body within ``body_timeout`` seconds of the headers; else it
@@ -17,6 +19,8 @@ import logging
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from modeldeploy_runtime.serving.response_writes import HeadWithBody
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,11 @@ def deadline_protocol(header_timeout: float, body_timeout: float) -> type[asynci
 
         def on_headers_complete(self) -> None:
             self._expect(body_timeout, body_late)
+            previous = self.cycle
             HttpToolsProtocol.on_headers_complete(self)
+            cycle = self.cycle
+            if cycle is not previous and cycle.scope["method"] != "HEAD":  # a new request's cycle
+                cycle.transport = HeadWithBody(self.transport)  # type: ignore[assignment]
 
         def on_message_complete(self) -> None:
             self._deadline = None
