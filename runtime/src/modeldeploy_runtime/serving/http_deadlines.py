@@ -8,8 +8,9 @@ gets a 408 and the connection is closed, so clients trickling bytes hold no work
 
 The deadlines cost next to nothing per request: each phase only records when it ends, and one
 timer per connection fires at the earliest recorded end, re-arming itself while the phase it
-guards has moved on (it is re-armed at once only for a deadline earlier than its own). A timer armed and cancelled per request and phase cost about a twentieth of a
-request's CPU time (bench/README.md).
+guards has moved on (it is re-armed at once only for a deadline earlier than its own). A timer
+armed and cancelled per request and phase cost about a twentieth of a request's CPU time
+(bench/README.md).
 """
 
 from __future__ import annotations
