@@ -18,6 +18,7 @@ from modeldeploy_devenv.node import load_images, node_network, real_node_namespa
 from modeldeploy_devenv.node_network import NodeNetwork
 
 RUNTIME_PORT = 8080
+DEV_IMAGES = ("operator", "runtime")  # the examples serve joblib models: no ONNX-only runtime
 
 
 def dev_real_node(kubeconfig: str) -> NodeNetwork | None:
@@ -28,7 +29,7 @@ def dev_real_node(kubeconfig: str) -> NodeNetwork | None:
 def prepare_real_node(kubeconfig: str, namespace: str) -> str:
     """Build the images from this tree (the layer cache makes an unchanged tree cheap), load them
     into real-0, and point ``namespace``'s pods at it; return the runtime image the operator must stamp."""
-    tags = default_image_tags()
+    tags = {name: tag for name, tag in default_image_tags().items() if name in DEV_IMAGES}
     build_images(tags)
     load_images(Path(kubeconfig).parent, list(tags.values()))
     document = {

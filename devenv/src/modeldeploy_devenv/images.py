@@ -233,7 +233,8 @@ def image_size_bytes(tag: str, builder: str, env: dict[str, str] | None = None) 
 
 
 def build_images(tags: dict[str, str], *, fresh: bool = False) -> dict[str, int]:
-    """Build every image of ``IMAGES`` tagged as ``tags[name]``; return their sizes in bytes."""
+    """Build the images of ``IMAGES`` that ``tags`` names, each tagged ``tags[name]``; return their
+    sizes in bytes."""
     build_wheelhouse()
     builder, env = image_builder()
     if builder == "docker":
@@ -251,7 +252,7 @@ def build_images(tags: dict[str, str], *, fresh: bool = False) -> dict[str, int]
         build_args = [f"--build-arg={base.build_arg}={base.tag}" for base in DEBIAN_BASES]
         build_args += ["--pull=never", "--network=none", "--format=docker"]
     sizes = {}
-    for image in IMAGES:
+    for image in (image for image in IMAGES if image.name in tags):
         started = time.monotonic()
         tag = tags[image.name]
         _run(
