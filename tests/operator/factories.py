@@ -42,6 +42,14 @@ def manifest(name: str, **spec: Any) -> dict[str, Any]:
     return body
 
 
+CPU_REQUEST = {"resources": {"requests": {"cpu": "100m"}}}  # spec.runtime with a CPU request
+
+
+def autoscaling(**fields: Any) -> dict[str, Any]:
+    """A valid ``spec.autoscaling`` (1-10 replicas, 8 in-flight requests per pod), with ``fields`` over it."""
+    return {"minReplicas": 1, "maxReplicas": 10, "target": {"inFlightRequestsPerPod": 8}, **fields}
+
+
 def crash_looping_pod(labels: dict[str, str] | None = None) -> dict[str, Any]:
     """A pod ``iris-1`` whose runtime container crash-loops after failing to load the model."""
     return {

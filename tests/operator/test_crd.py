@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT, Cluster
-from tests.operator.factories import manifest
+from tests.operator.factories import CPU_REQUEST, autoscaling, manifest
 
 SHA = "0" * 64
 
@@ -99,6 +99,28 @@ BAD_INPUTS: dict[str, tuple[dict[str, Any], str]] = {
     "allowFrom bad selector operator": (manifest("iris", networkPolicy={"enabled": True, "allowFrom": [
         {"podSelector": {"matchExpressions": [{"key": "a", "operator": "Equals"}]}}]}), "spec.networkPolicy.allowFrom[0].podSelector.matchExpressions[0].operator"),
     "too many allowFrom peers": (manifest("iris", networkPolicy={"allowFrom": [{"podSelector": {}}] * 17}), "spec.networkPolicy.allowFrom"),
+    # Autoscaling.
+    "min above max": (manifest("iris", autoscaling=autoscaling(minReplicas=5, maxReplicas=3)),
+                      "spec.autoscaling.minReplicas must not be greater than spec.autoscaling.maxReplicas"),
+    "zero with hpa": (manifest("iris", autoscaling=autoscaling(minReplicas=0)),
+                      "spec.autoscaling.minReplicas 0 needs spec.autoscaling.engine keda"),
+    "two targets": (manifest("iris", autoscaling=autoscaling(target={"cpuUtilization": 70, "inFlightRequestsPerPod": 8}), runtime=CPU_REQUEST),
+                    "spec.autoscaling.target must set exactly one of cpuUtilization, inFlightRequestsPerPod and requestsPerSecondPerPod"),
+    "no target": (manifest("iris", autoscaling=autoscaling(target={})), "spec.autoscaling.target must set exactly one"),
+    "cpu without a request": (manifest("iris", autoscaling=autoscaling(target={"cpuUtilization": 70})),
+                              "spec.autoscaling.target.cpuUtilization needs spec.runtime.resources.requests.cpu"),
+    "cpu with only a memory request": (manifest("iris", autoscaling=autoscaling(target={"cpuUtilization": 70}),
+                                                runtime={"resources": {"requests": {"memory": "1Gi"}}}),
+                                       "spec.autoscaling.target.cpuUtilization needs spec.runtime.resources.requests.cpu"),
+    "cpu to zero with keda": (manifest("iris", autoscaling=autoscaling(target={"cpuUtilization": 70}, minReplicas=0, engine="keda"), runtime=CPU_REQUEST),
+                              "spec.autoscaling.minReplicas 0 needs an inFlightRequestsPerPod or requestsPerSecondPerPod target"),
+    "no maxReplicas": (manifest("iris", autoscaling={"target": {"inFlightRequestsPerPod": 8}}), "spec.autoscaling.maxReplicas: Required value"),
+    "unknown engine": (manifest("iris", autoscaling=autoscaling(engine="knative")), "spec.autoscaling.engine"),
+    "too many autoscaling replicas": (manifest("iris", autoscaling=autoscaling(maxReplicas=101)), "spec.autoscaling.maxReplicas"),
+    "zero target": (manifest("iris", autoscaling=autoscaling(target={"requestsPerSecondPerPod": 0})),
+                    "spec.autoscaling.target.requestsPerSecondPerPod"),
+    "bad policy type": (manifest("iris", autoscaling=autoscaling(behavior={"scaleUp": {"policies": [{"type": "Nodes", "value": 1, "periodSeconds": 15}]}})),
+                        "spec.autoscaling.behavior.scaleUp.policies[0].type"),
 }  # fmt: skip
 
 
