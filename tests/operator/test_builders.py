@@ -22,10 +22,10 @@ from modeldeploy_operator.builders import (
 from modeldeploy_operator.builders.deployment import runtime_commands
 from modeldeploy_operator.builders.meta import selector_string
 from modeldeploy_operator.builders.service import service_url
+from modeldeploy_operator.children import needs_apply
 from modeldeploy_operator.config import OperatorConfig
 from modeldeploy_operator.constants import ANNOTATION_DESIRED_HASH
 from modeldeploy_operator.model import parse_model_uri
-from modeldeploy_operator.reconcile import needs_apply
 from modeldeploy_runtime.apikeys import HashedKey
 from tests.operator.factories import SHA256, md
 

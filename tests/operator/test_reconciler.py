@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from modeldeploy_operator.apis import APIAvailability
+from modeldeploy_operator.children import Outcome
 from modeldeploy_operator.config import OperatorConfig
 from modeldeploy_operator.kube import KubeError
 from modeldeploy_operator.pacing import MAX_POD_RECHECK_SECONDS, PodRecheck, StatusWritePacer
-from modeldeploy_operator.reconcile import Outcome, Reconciler
+from modeldeploy_operator.reconcile import Reconciler
 from modeldeploy_operator.resources import (
     CERTIFICATE,
     DEPLOYMENT,

@@ -7,20 +7,16 @@ periodic resync; running it twice in a row writes nothing the second time.
 
 from __future__ import annotations
 
-import base64
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from modeldeploy_operator.apis import APIAvailability
 from modeldeploy_operator.builders import (
     build_certificate,
-    build_client_secret,
     build_deployment,
-    build_hashes_secret,
     build_horizontal_pod_autoscaler,
     build_network_policy,
     build_scaled_object,
@@ -28,31 +24,27 @@ from modeldeploy_operator.builders import (
     build_service_monitor,
 )
 from modeldeploy_operator.builders.canary import with_model
-from modeldeploy_operator.builders.meta import client_secret_name, hashes_secret_name, selector_string
+from modeldeploy_operator.builders.meta import client_secret_name, selector_string
 from modeldeploy_operator.builders.service import service_url
 from modeldeploy_operator.canary import Plan as CanaryPlan
 from modeldeploy_operator.canary_metrics import CounterSource
 from modeldeploy_operator.canary_reconcile import CanaryRollout, decorate, rollout_changed
+from modeldeploy_operator.children import Children, Outcome, needs_apply
 from modeldeploy_operator.config import OperatorConfig
 from modeldeploy_operator.constants import (
     ANNOTATION_DESIRED_HASH,
     ANNOTATION_ROTATE,
-    APIKEYS_FILE_KEY,
-    CLIENT_KEY_DATA_KEY,
-    COMPONENT_CLIENT_KEY,
-    LABEL_CLIENT,
-    LABEL_COMPONENT,
     REASON_IMAGE_NOT_ALLOWED,
     REASON_NAME_CONFLICT,
     REPLICAS_HANDOVER_FIELD_MANAGER,
 )
 from modeldeploy_operator.drift import contains
-from modeldeploy_operator.events import Note, build_event, key_rotation_notes, transition_notes
+from modeldeploy_operator.events import Note, build_event, transition_notes
 from modeldeploy_operator.image_policy import disallowed_image_message
-from modeldeploy_operator.keyring import KeyPlan, plan_keys
+from modeldeploy_operator.key_reconcile import reconcile_keys
 from modeldeploy_operator.kube import KubeAPI, KubeError
 from modeldeploy_operator.model import ModelDeployment
-from modeldeploy_operator.ownership import conflict_message, is_ours
+from modeldeploy_operator.ownership import conflict_message
 from modeldeploy_operator.pacing import PodRecheck, StatusWritePacer
 from modeldeploy_operator.replicas import applies_replicas, replicas_handover
 from modeldeploy_operator.resources import (
@@ -66,8 +58,6 @@ from modeldeploy_operator.resources import (
     SECRET,
     SERVICE,
     SERVICE_MONITOR,
-    Resource,
-    resource_of,
 )
 from modeldeploy_operator.status import (
     Autoscaler,
@@ -78,46 +68,9 @@ from modeldeploy_operator.status import (
     should_inspect_pods,
 )
 from modeldeploy_operator.store import Store
-from modeldeploy_runtime.apikeys import HashedKey, KeysFileError, MintedKey, mint_key, parse_keys_file
+from modeldeploy_runtime.apikeys import MintedKey, mint_key
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Outcome:
-    """What one reconcile did."""
-
-    writes: int = 0
-    requeue_after: float | None = None
-    notes: list[Note] = field(default_factory=list)  # Events posted at the end of the reconcile
-    conflicts: list[tuple[str, str]] = field(default_factory=list)  # (kind, name) in the way, not ours
-
-    def requeue(self, delay: float) -> None:
-        """Ask to run again within ``delay`` seconds (the earliest of all such asks wins)."""
-        self.requeue_after = delay if self.requeue_after is None else min(self.requeue_after, delay)
-
-
-def needs_apply(desired: dict[str, Any], observed: dict[str, Any] | None) -> bool:
-    if observed is None:
-        return True
-    wanted_hash = desired["metadata"].get("annotations", {}).get(ANNOTATION_DESIRED_HASH)
-    if wanted_hash is not None:
-        observed_hash = (observed.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_DESIRED_HASH)
-        if observed_hash != wanted_hash:
-            return True
-    return not contains(observed, desired)
-
-
-def _secret_text(secret: dict[str, Any] | None, key: str) -> str | None:
-    if secret is None:
-        return None
-    raw = (secret.get("data") or {}).get(key)
-    if not raw:
-        return None
-    try:
-        return base64.b64decode(raw).decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
 
 
 def _summary(status: Mapping[str, Any]) -> str:
@@ -158,57 +111,8 @@ class Reconciler:
         self.apis = apis or APIAvailability(kube, config.monitoring_api_cache_seconds)
         self.status_pacer = status_pacer or StatusWritePacer(config.status_debounce_seconds)
         self.pod_recheck = pod_recheck or PodRecheck(config.pod_recheck_seconds)
-        self.canary = CanaryRollout(kube, config, source=counter_source, observe=self._observe_child)
-
-    # -- writes, each followed by updating the cache with the server's answer ----------------------
-    def _apply(self, obj: dict[str, Any], outcome: Outcome, **apply_options: Any) -> dict[str, Any]:
-        stored = self.kube.apply(obj, **apply_options)
-        self.store.put(resource_of(obj), stored)
-        outcome.writes += 1
-        return stored
-
-    def _apply_optional(self, resource: Resource, obj: dict[str, Any], outcome: Outcome) -> bool:
-        """Apply a child of an optional API; False (and the API forgotten) when its CRD went away
-        between discovery and the apply."""
-        try:
-            self._apply(obj, outcome)
-        except KubeError as error:
-            if error.status != 404:
-                raise
-            self.apis.forget(resource)
-            return False
-        return True
-
-    def _delete(self, resource: Resource, namespace: str, name: str, outcome: Outcome) -> None:
-        self.kube.delete(resource, namespace, name)
-        self.store.remove(resource, namespace, name)
-        outcome.writes += 1
-
-    def _child(
-        self, md: ModelDeployment, resource: Resource, name: str, outcome: Outcome
-    ) -> tuple[bool, dict[str, Any] | None]:
-        """(ours to write, the object as observed), never adopting a same-named object.
-
-        The cache holds only objects with our labels, so a name it lacks is asked of the server
-        before anything is written under it (this also keeps a lagging cache from minting a new
-        key over an existing key Secret). An object without a controller reference to this
-        ModelDeployment's UID is someone else's: it is recorded as a conflict and never written.
-        """
-        observed = self.store.get(resource, md.namespace, name)
-        if observed is None:
-            observed = self.kube.get(resource, md.namespace, name)
-            if observed is not None and is_ours(observed, md):
-                self.store.put(resource, observed)
-        if observed is None or is_ours(observed, md):
-            return True, observed
-        outcome.conflicts.append((resource.kind, name))
-        return False, None
-
-    def _delete_if_ours(self, md: ModelDeployment, resource: Resource, name: str, outcome: Outcome) -> None:
-        """Delete an unwanted child, if the cache holds it and it is ours."""
-        observed = self.store.get(resource, md.namespace, name)
-        if observed is not None and is_ours(observed, md):
-            self._delete(resource, md.namespace, name, outcome)
+        self.children = Children(kube, store, self.apis)
+        self.canary = CanaryRollout(kube, config, source=counter_source, observe=self.children.observe)
 
     # -- the reconcile ----------------------------------------------------------------------------
     def reconcile(self, namespace: str, name: str) -> Outcome:
@@ -221,8 +125,15 @@ class Reconciler:
         md = ModelDeployment.from_body(body)
         now = self.clock()
         outcome = Outcome()
-        plan = self._reconcile_keys(md, now, outcome)
-        writable, observed_deployment = self._child(md, DEPLOYMENT, name, outcome)
+        plan = reconcile_keys(
+            self.children,
+            md,
+            now,
+            outcome,
+            grace=timedelta(seconds=self.config.key_rotation_grace_seconds),
+            mint=self.mint,
+        )
+        writable, observed_deployment = self.children.child(md, DEPLOYMENT, name, outcome)
         rollout = self.canary.plan(md, observed_deployment, now)
         serving = with_model(md, rollout.stable_model)  # the stable pods' model (spec.model unless canarying)
         deployment = build_deployment(serving, self.config)
@@ -231,14 +142,11 @@ class Reconciler:
             md, deployment, observed_deployment if writable else None, outcome
         )
         if writable and image_refused is not None:  # the image may not run: no Deployment at all
-            self._delete_if_ours(md, DEPLOYMENT, name, outcome)
+            self.children.delete_if_ours(md, DEPLOYMENT, name, outcome)
             observed_deployment = None
         elif writable and needs_apply(deployment, observed_deployment):
-            observed_deployment = self._apply(deployment, outcome)
-        service = build_service(md)
-        writable, observed_service = self._child(md, SERVICE, name, outcome)
-        if writable and needs_apply(service, observed_service):
-            self._apply(service, outcome)
+            observed_deployment = self.children.apply(deployment, outcome)
+        self.children.ensure(md, SERVICE, name, build_service(md), outcome)
         self._reconcile_canary_children(md, rollout, outcome)
         self._reconcile_network_policy(md, outcome)
         self._reconcile_certificate(md, outcome)
@@ -334,74 +242,6 @@ class Reconciler:
             outcome.requeue(wait)
         return wait == 0
 
-    def _reconcile_keys(self, md: ModelDeployment, now: datetime, outcome: Outcome) -> KeyPlan:
-        wanted = md.client_names
-        stale_clients = [
-            secret
-            for secret in self.store.owned(SECRET, md.namespace, md.name)
-            if (secret["metadata"].get("labels") or {}).get(LABEL_COMPONENT) == COMPONENT_CLIENT_KEY
-            and (secret["metadata"].get("labels") or {}).get(LABEL_CLIENT) not in wanted
-            and is_ours(secret, md)
-        ]
-        for secret in stale_clients:
-            self._delete(SECRET, md.namespace, secret["metadata"]["name"], outcome)
-        if not md.spec.auth.enabled:
-            self._delete_if_ours(md, SECRET, hashes_secret_name(md.name), outcome)
-            return KeyPlan(hashes=(), plaintexts={})
-        hashes_writable, hashes_secret = self._child(md, SECRET, hashes_secret_name(md.name), outcome)
-        client_secrets = {
-            client: self._child(md, SECRET, client_secret_name(md.name, client), outcome) for client in wanted
-        }
-        if not hashes_writable or not all(writable for writable, _ in client_secrets.values()):
-            return KeyPlan(hashes=(), plaintexts={})  # a key Secret is someone else's: no key is issued
-        observed_hashes: list[HashedKey] = []
-        text = _secret_text(hashes_secret, APIKEYS_FILE_KEY)
-        if text is not None:
-            try:
-                observed_hashes = parse_keys_file(text)
-            except KeysFileError as error:
-                logger.warning(
-                    "%s/%s: the hashes Secret is unreadable (%s); rebuilding it", md.namespace, md.name, error
-                )
-        plaintexts = {
-            client: _secret_text(observed, CLIENT_KEY_DATA_KEY)
-            for client, (_, observed) in client_secrets.items()
-        }
-        grace = timedelta(seconds=self.config.key_rotation_grace_seconds)
-        plan = plan_keys(
-            wanted,
-            plaintexts,
-            observed_hashes,
-            rotate=md.rotate_clients,
-            # Delivered: its client Secret holds a key (or the status listed that Secret). The status
-            # lags the Secret by the status debounce, so it alone would drop a key still in use.
-            delivered=frozenset(
-                client
-                for client in wanted
-                if plaintexts.get(client) is not None
-                or client_secret_name(md.name, client) in (md.status.get("clientSecrets") or ())
-            ),
-            now=now,
-            grace=grace,
-            mint=self.mint,
-        )
-        # The hashes first: a new key must be accepted before any client can hold it.
-        desired_hashes = build_hashes_secret(md, plan.hashes)
-        if needs_apply(desired_hashes, hashes_secret):
-            self._apply(desired_hashes, outcome)
-        for client, plaintext in plan.plaintexts.items():
-            desired = build_client_secret(md, client, plaintext)
-            if needs_apply(desired, client_secrets[client][1]):
-                self._apply(desired, outcome)
-        previous_clients = {entry.client for entry in observed_hashes}
-        outcome.notes += key_rotation_notes(plan, previous_clients, now, grace)
-        return plan
-
-    def _observe_child(self, md: ModelDeployment, resource: Resource, name: str) -> dict[str, Any] | None:
-        """The cached child, if it is ours (the canary reads its Deployment through this)."""
-        observed = self.store.get(resource, md.namespace, name)
-        return observed if observed is not None and is_ours(observed, md) else None
-
     def _reconcile_canary_children(self, md: ModelDeployment, rollout: CanaryPlan, outcome: Outcome) -> None:
         """The canary Deployment, Service and HTTPRoute (canary_reconcile.py says which)."""
         outcome.notes += [Note(*note) for note in rollout.notes]  # posted with the status
@@ -409,13 +249,11 @@ class Reconciler:
             outcome.requeue(rollout.requeue_after)
         for resource, name, desired in self.canary.desired_children(md, rollout):
             if desired is None:
-                self._delete_if_ours(md, resource, name, outcome)
+                self.children.delete_if_ours(md, resource, name, outcome)
                 continue
             if resource.optional and not self.apis.available(resource):
                 continue
-            writable, observed = self._child(md, resource, name, outcome)
-            if writable and needs_apply(desired, observed):
-                self._apply(desired, outcome)
+            self.children.ensure(md, resource, name, desired, outcome)
 
     def _clear_canary_annotations(
         self, md: ModelDeployment, body: dict[str, Any], rollout: CanaryPlan, outcome: Outcome
@@ -432,12 +270,9 @@ class Reconciler:
 
     def _reconcile_network_policy(self, md: ModelDeployment, outcome: Outcome) -> None:
         if not md.spec.network_policy.enabled:
-            self._delete_if_ours(md, NETWORK_POLICY, md.name, outcome)
+            self.children.delete_if_ours(md, NETWORK_POLICY, md.name, outcome)
             return
-        desired = build_network_policy(md, self.config)
-        writable, observed = self._child(md, NETWORK_POLICY, md.name, outcome)
-        if writable and needs_apply(desired, observed):
-            self._apply(desired, outcome)
+        self.children.ensure(md, NETWORK_POLICY, md.name, build_network_policy(md, self.config), outcome)
 
     def _reconcile_autoscaler(
         self,
@@ -454,25 +289,25 @@ class Reconciler:
         the Deployment is about to be applied."""
         hpa, scaled_object = build_horizontal_pod_autoscaler(md), build_scaled_object(md, self.config)
         if hpa is None:
-            self._delete_if_ours(md, HORIZONTAL_POD_AUTOSCALER, md.name, outcome)
+            self.children.delete_if_ours(md, HORIZONTAL_POD_AUTOSCALER, md.name, outcome)
         if scaled_object is None:
-            self._delete_if_ours(md, SCALED_OBJECT, md.name, outcome)
+            self.children.delete_if_ours(md, SCALED_OBJECT, md.name, outcome)
         if not md.spec.autoscaled:
             return Autoscaler.OFF
         if deployment is not None and needs_apply(desired_deployment, deployment):
             live = self.kube.get(DEPLOYMENT, md.namespace, md.name)
             if live is not None and applies_replicas(live):
                 handover = replicas_handover(live)
-                self._apply(handover, outcome, field_manager=REPLICAS_HANDOVER_FIELD_MANAGER)
+                self.children.apply(handover, outcome, field_manager=REPLICAS_HANDOVER_FIELD_MANAGER)
         resource, desired = (
             (HORIZONTAL_POD_AUTOSCALER, hpa) if hpa is not None else (SCALED_OBJECT, scaled_object)
         )
         if desired is None or not self.apis.available(resource):
             return Autoscaler.UNAVAILABLE
-        writable, observed = self._child(md, resource, md.name, outcome)
+        writable, observed = self.children.child(md, resource, md.name, outcome)
         if not writable:
             return Autoscaler.NAME_CONFLICT
-        if needs_apply(desired, observed) and not self._apply_optional(resource, desired, outcome):
+        if needs_apply(desired, observed) and not self.children.apply_optional(resource, desired, outcome):
             return Autoscaler.UNAVAILABLE
         return Autoscaler.APPLIED
 
@@ -481,25 +316,27 @@ class Reconciler:
         Secret that someone else has to provide."""
         desired = build_certificate(md)
         if desired is None:
-            self._delete_if_ours(md, CERTIFICATE, md.name, outcome)
+            self.children.delete_if_ours(md, CERTIFICATE, md.name, outcome)
             return
         if not self.apis.available(CERTIFICATE):
             return
-        writable, observed = self._child(md, CERTIFICATE, md.name, outcome)
+        writable, observed = self.children.child(md, CERTIFICATE, md.name, outcome)
         if writable and needs_apply(desired, observed):
-            self._apply_optional(CERTIFICATE, desired, outcome)
+            self.children.apply_optional(CERTIFICATE, desired, outcome)
 
     def _reconcile_service_monitor(self, md: ModelDeployment, outcome: Outcome) -> Monitoring:
         enabled = md.spec.monitoring.service_monitor.enabled
         if not self.apis.available(SERVICE_MONITOR):
             return Monitoring.CRD_MISSING if enabled else Monitoring.DISABLED
         if not enabled:
-            self._delete_if_ours(md, SERVICE_MONITOR, md.name, outcome)
+            self.children.delete_if_ours(md, SERVICE_MONITOR, md.name, outcome)
             return Monitoring.DISABLED
         desired = build_service_monitor(md)
-        writable, observed = self._child(md, SERVICE_MONITOR, md.name, outcome)
+        writable, observed = self.children.child(md, SERVICE_MONITOR, md.name, outcome)
         if not writable:
             return Monitoring.NAME_CONFLICT
-        if needs_apply(desired, observed) and not self._apply_optional(SERVICE_MONITOR, desired, outcome):
+        if needs_apply(desired, observed) and not self.children.apply_optional(
+            SERVICE_MONITOR, desired, outcome
+        ):
             return Monitoring.CRD_MISSING
         return Monitoring.APPLIED
