@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import BinaryIO
 
 import orjson
 
@@ -25,6 +26,7 @@ REQUESTS = {  # what each response is: request bytes
     "unknown path (404)": b"GET /nothing HTTP/1.1\r\nhost: t\r\n\r\n",
 }
 ROUNDS = 5
+REQUESTS_PIPELINED = ("unknown path (404)", "inference", "bad request (400)")
 
 
 def _data_segments_received(sock: socket.socket) -> int:
@@ -32,29 +34,24 @@ def _data_segments_received(sock: socket.socket) -> int:
     return int(struct.unpack_from("I", info, TCPI_DATA_SEGS_IN_OFFSET)[0])
 
 
-def _response(sock: socket.socket) -> bytes:
-    """One whole response on a keep-alive connection: its head, then Content-Length bytes."""
-    data = read_response_head(sock)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed after {len(body)} of {length} body bytes"
-        body += chunk
-    return head.split(b"\r\n", 1)[0]
+def _response(stream: BinaryIO) -> bytes:
+    """Read one whole response (its head, then Content-Length bytes); its status line."""
+    head = [stream.readline().rstrip(b"\r\n")]
+    while head[-1]:
+        head.append(stream.readline().rstrip(b"\r\n"))
+    length = next(int(line.split(b":", 1)[1]) for line in head if line.lower().startswith(b"content-length:"))
+    assert len(stream.read(length)) == length, "the connection closed inside the body"
+    return head[0]
 
 
 def test_every_response_leaves_in_one_segment(iris_runtime: RuntimeProcess) -> None:
     with socket.create_connection(("127.0.0.1", iris_runtime.port), timeout=10) as sock:
+        stream = sock.makefile("rb")
         for _ in range(ROUNDS):
             for what, request in REQUESTS.items():
                 before = _data_segments_received(sock)
                 sock.sendall(request)
-                status = _response(sock)
+                status = _response(stream)
                 assert _data_segments_received(sock) - before == 1, f"{what} ({status!r}) came in pieces"
 
 
@@ -68,7 +65,7 @@ def test_100_continue_is_sent_before_the_body_is(iris_runtime: RuntimeProcess) -
         sock.sendall(head)
         assert read_response_head(sock, timeout=2.0) == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(INFER_BODY)
-        assert _response(sock) == b"HTTP/1.1 200 OK"
+        assert _response(sock.makefile("rb")) == b"HTTP/1.1 200 OK"
 
 
 def test_a_head_request_gets_its_head_without_a_body(iris_runtime: RuntimeProcess) -> None:
@@ -78,4 +75,13 @@ def test_a_head_request_gets_its_head_without_a_body(iris_runtime: RuntimeProces
         head = read_response_head(sock, timeout=2.0)
         assert head.startswith(b"HTTP/1.1 "), head
         sock.sendall(REQUESTS["readiness"])  # the connection still serves the next request
-        assert _response(sock) == b"HTTP/1.1 200 OK"
+        assert _response(sock.makefile("rb")) == b"HTTP/1.1 200 OK"
+
+
+def test_pipelined_requests_get_their_responses_in_order(iris_runtime: RuntimeProcess) -> None:
+    """Requests sent back to back before any response: each request's cycle holds its own head."""
+    with socket.create_connection(("127.0.0.1", iris_runtime.port), timeout=10) as sock:
+        sock.sendall(b"".join(REQUESTS[what] for what in REQUESTS_PIPELINED))
+        stream = sock.makefile("rb")
+        statuses = [_response(stream) for _ in REQUESTS_PIPELINED]
+    assert statuses == [b"HTTP/1.1 404 Not Found", b"HTTP/1.1 200 OK", b"HTTP/1.1 400 Bad Request"]
