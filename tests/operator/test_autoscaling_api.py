@@ -1,6 +1,7 @@
 """spec.autoscaling on the real control plane: good input is accepted and defaulted (bad input is
-refused with the field named: test_crd.py's table), and the operator never fights the autoscaler over the Deployment's replicas (server-side apply's field
-ownership, decided by the API server), across the hand-over in both directions."""
+refused with the field named: test_crd.py's table), and the operator never fights the autoscaler
+over the Deployment's replicas (server-side apply's field ownership, decided by the API server),
+across the hand-over in both directions."""
 
 from __future__ import annotations
 
